@@ -1,0 +1,28 @@
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The shared real data (``$VQSA_DATA``); tests that need it skip cleanly where it is absent."""
+    root = os.environ.get("VQSA_DATA")
+    if not root or not Path(root).is_dir():
+        pytest.skip("VQSA_DATA is not set or missing (CI sets VQSA_DATA=../shared/data)")
+    return Path(root)
+
+
+@pytest.fixture(scope="session")
+def cifar10_root(data_root: Path) -> Path:
+    if not (data_root / "cifar10" / "test.npz").is_file():
+        pytest.skip("CIFAR-10 npz not in VQSA_DATA")
+    return data_root
+
+
+@pytest.fixture(scope="session")
+def imagenet_sample(data_root: Path) -> Path:
+    path = data_root / "imagenet_sample"
+    if not path.is_dir():
+        pytest.skip("imagenet_sample not in VQSA_DATA")
+    return path

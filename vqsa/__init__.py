@@ -1,0 +1,37 @@
+"""vqsa: Vector Quantization with Self-Attention for quality-independent image classification.
+
+Top-level names are imported lazily so that ``import vqsa`` stays cheap (the corruption engine does not pull in
+the model zoo and vice versa).
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .version import __version__
+
+_LAZY = {
+    "create_model": "vqsa.models",
+    "list_models": "vqsa.models",
+    "is_model": "vqsa.models",
+    "load_checkpoint": "vqsa.models",
+    "load_model": "vqsa.models",
+    "save_model": "vqsa.models",
+    "convert_official": "vqsa.models",
+    "evaluate": "vqsa.eval",
+    "corrupt": "vqsa.corruptions",
+    "corrupt_batch": "vqsa.corruptions",
+    "get_corruption_names": "vqsa.corruptions",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vqsa' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

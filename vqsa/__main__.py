@@ -1,0 +1,5 @@
+import sys
+
+from vqsa.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``vqsa`` command line. Each subcommand lives in its own module with ``add_parser`` and ``run``."""

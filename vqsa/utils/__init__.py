@@ -1,0 +1,1 @@
+"""Small shared helpers: atomic file writes, torch.distributed wrappers, run metadata."""

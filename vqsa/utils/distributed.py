@@ -1,0 +1,65 @@
+"""Thin torch.distributed helpers. Every collective goes through here so that code is a no-op when not distributed.
+
+Launch with ``torchrun``: ``init_distributed()`` reads the standard ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``
+variables that torchrun sets; there is no home-made launcher.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+
+def is_distributed() -> bool:
+    """True when a process group is initialised (decided at call time, never cached)."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_distributed() else 0
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def init_distributed(backend: str | None = None) -> torch.device:
+    """Initialise the process group from torchrun's environment when present; return this process's device.
+
+    Without ``WORLD_SIZE`` > 1 in the environment nothing is initialised and the CUDA device 0 (or the CPU) is returned.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and not is_distributed():
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if backend is None:
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
+            torch.cuda.set_device(local_rank)
+        dist.init_process_group(backend=backend)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over all ranks in place (no-op when not distributed) and return it."""
+    if is_distributed():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
+    """Broadcast ``t`` from ``src`` in place (no-op when not distributed) and return it."""
+    if is_distributed():
+        dist.broadcast(t, src=src)
+    return t
+
+
+def barrier() -> None:
+    if is_distributed():
+        dist.barrier()
