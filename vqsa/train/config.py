@@ -1,0 +1,356 @@
+"""Training configuration: nested dataclasses, YAML loading, ``--key value`` overrides, strict key checking.
+
+A config is a :class:`TrainConfig` with five sections (``model``, ``data``, ``corruption``, ``optim``, ``eval``).
+YAML files and command-line overrides use the same dotted names: ``epochs: 3`` / ``--epochs 3`` for top-level keys,
+``model: {codebook_size: 1000}`` / ``--model.codebook_size 1000`` for keys in a section. Values given on the command
+line are parsed as YAML scalars (``--corruption.corruptions [gaussian_noise, contrast]`` works). Unknown keys are
+rejected with the list of valid ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class ModelConfig:
+    """Arguments of ``vqsa.create_model`` (``num_classes: null`` takes the dataset's class count)."""
+
+    name: str = "resnet18"
+    pretrained: bool = False
+    num_classes: int | None = None
+    vq: bool = True
+    codebook_size: int = 10000
+    fusion: str = "concat"
+    attention: bool = True
+    distance: str = "cosine"
+    commitment_weight: float = 0.25
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Training / validation data. ``dataset``: cifar10 | imagefolder | digits."""
+
+    dataset: str = "cifar10"
+    root: str | None = None
+    download: bool = False
+    train_split: str = "train"
+    val_split: str = "val"
+    img_size: int | None = None
+    train_subset: int | None = None
+    val_subset: int | None = None
+    workers: int = 4
+    skip_bad: bool = False
+
+
+@dataclass
+class CorruptionConfig:
+    """The training-time corruption draw of Eq. (1): identity + corruptions x severities."""
+
+    corruptions: str | list[str] = "common"
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    mode: str = "stratified"
+    clean_fraction: float | None = None
+    pairs: bool = False
+    corrupt_on: str = "cpu"
+    profile: str = "auto"
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser, schedule and loss weights (Eq. 10: L_vq + beta L_cmt + ce_weight L_ce; beta is in the model)."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"
+    warmup_epochs: float = 0.0
+    min_lr: float = 0.0
+    clip_grad: float | None = None
+    ce_weight: float = 1.0
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class EvalConfig:
+    """Clean validation every ``val_every`` epochs, and a corruption evaluation (``vqsa.evaluate``) at the end."""
+
+    val_every: int = 1
+    enabled: bool = True
+    corruptions: str | list[str] = "all"
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    n_examples: int | None = None
+    batch_size: int = 256
+    profile: str = "auto"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; ``runs/<name>/config.yaml`` holds the resolved copy."""
+
+    name: str = "run"
+    output_dir: str = "runs"
+    seed: int = 0
+    epochs: int = 10
+    batch_size: int = 128
+    device: str = "auto"
+    amp: bool = False
+    amp_dtype: str = "bfloat16"
+    channels_last: bool = True
+    save_every: int = 0
+    log_every: int = 20
+    tensorboard: bool = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, YAML/JSON-able dict (the inverse of :func:`config_from_dict`)."""
+        return dataclasses.asdict(self)
+
+    def run_dir(self) -> Path:
+        return Path(self.output_dir) / self.name
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "device": ("auto", "cpu", "cuda"),
+    "amp_dtype": ("bfloat16", "float16"),
+    "model.fusion": ("replace", "add", "concat"),
+    "data.dataset": ("cifar10", "imagefolder", "digits"),
+    "corruption.mode": ("stratified", "uniform"),
+    "corruption.corrupt_on": ("cpu", "device"),
+    "corruption.profile": ("auto", "imagenet", "cifar", "tinyimagenet"),
+    "eval.profile": ("auto", "imagenet", "cifar", "tinyimagenet"),
+    "optim.name": ("adam", "adamw", "sgd"),
+    "optim.scheduler": ("cosine", "constant"),
+}
+_POSITIVE = ("epochs", "batch_size", "log_every", "model.codebook_size", "eval.batch_size")
+_NON_NEGATIVE = (
+    "save_every", "data.workers", "eval.val_every", "optim.lr", "optim.weight_decay", "optim.warmup_epochs",
+    "optim.min_lr", "optim.ce_weight", "optim.momentum", "optim.label_smoothing",
+)
+# Command-line spellings familiar from timm/torchvision scripts, mapped to their dotted keys.
+ALIASES: dict[str, str] = {
+    "data_root": "data.root",
+    "download": "data.download",
+    "skip_bad": "data.skip_bad",
+    "workers": "data.workers",
+    "corrupt_on": "corruption.corrupt_on",
+    "lr": "optim.lr",
+    "model_name": "model.name",
+}
+
+
+def valid_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
+    """All dotted keys of a config class, in declaration order."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys += valid_keys(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _unknown_key_error(key: str, where: str) -> ValueError:
+    return ValueError(f"unknown config key {key!r} in {where}; valid keys: {', '.join(valid_keys())}")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp`` (with int -> float widening and str -> list splitting)."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except TypeError:
+                continue
+        raise TypeError(f"config key {key!r}: {value!r} matches none of {tp}")
+    if origin is list:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"config key {key!r} expects a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"config key {key!r} expects a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError(f"config key {key!r} expects true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError(f"config key {key!r} expects an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError(f"config key {key!r} expects a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise TypeError(f"config key {key!r} expects a string, got {value!r}")
+    raise TypeError(f"config key {key!r}: unsupported annotation {tp}")
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise TypeError(f"config section {prefix.rstrip('.') or '<top>'!r} in {where} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            raise _unknown_key_error(prefix + str(key), where)
+    kwargs = {}
+    for name, value in data.items():
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value or {}, f"{prefix}{name}.", where)
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    return cls(**kwargs)
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Check choices and ranges; return ``cfg`` unchanged or raise ``ValueError`` naming the key."""
+    flat = _flatten(cfg.to_dict())
+    for key, choices in _CHOICES.items():
+        if flat[key] not in choices:
+            raise ValueError(f"config key {key!r} must be one of {', '.join(choices)}; got {flat[key]!r}")
+    for key in _POSITIVE:
+        if flat[key] <= 0:
+            raise ValueError(f"config key {key!r} must be > 0; got {flat[key]!r}")
+    for key in _NON_NEGATIVE:
+        if flat[key] < 0:
+            raise ValueError(f"config key {key!r} must be >= 0; got {flat[key]!r}")
+    for key in ("corruption.severities", "eval.severities"):
+        bad = [s for s in flat[key] if not 1 <= s <= 5]
+        if bad or not flat[key]:
+            raise ValueError(f"config key {key!r} must list severities in 1..5; got {flat[key]!r}")
+    cf = cfg.corruption.clean_fraction
+    if cf is not None and not 0.0 <= cf <= 1.0:
+        raise ValueError(f"config key 'corruption.clean_fraction' must be in [0, 1] or null; got {cf!r}")
+    if cfg.optim.warmup_epochs > cfg.epochs:
+        raise ValueError(f"optim.warmup_epochs ({cfg.optim.warmup_epochs}) exceeds epochs ({cfg.epochs})")
+    if not cfg.name or os.sep in cfg.name or cfg.name in (".", ".."):
+        raise ValueError(f"config key 'name' must be a plain folder name; got {cfg.name!r}")
+    return cfg
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and f"{prefix}{k}" not in ("model.kwargs",):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def config_from_dict(data: dict[str, Any] | None, where: str = "<dict>") -> TrainConfig:
+    """Build and validate a config from a nested dict; missing keys take their defaults."""
+    return validate(_build(TrainConfig, data or {}, "", where))
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | list[str] | None = None) -> TrainConfig:
+    """Load a YAML config (defaults when ``path`` is None) and apply overrides.
+
+    Args:
+        path: a YAML file with the nested layout of :class:`TrainConfig`.
+        overrides: ``{"model.codebook_size": 1000}`` or command-line tokens ``["--epochs", "3", "--amp"]``.
+    """
+    data: dict[str, Any] = {}
+    where = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a config must be a YAML mapping, got {type(data).__name__}")
+        where = str(path)
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return config_from_dict(data, where if not overrides else f"{where} + command line")
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    key = key.replace("-", "_")
+    key = ALIASES.get(key, key)
+    if key not in valid_keys():
+        raise _unknown_key_error(key, "command line")
+    *sections, last = key.split(".")
+    node = data
+    for s in sections:
+        node = node.setdefault(s, {})
+        if not isinstance(node, dict):
+            raise TypeError(f"config section {s!r} must be a mapping")
+    node[last] = value
+
+
+def _is_bool_key(key: str) -> bool:
+    key = ALIASES.get(key.replace("-", "_"), key.replace("-", "_"))
+    return key in _BOOL_KEYS
+
+
+def parse_overrides(tokens: list[str]) -> dict[str, Any]:
+    """Turn ``["--epochs", "3", "--model.codebook_size", "1000", "--amp"]`` into a dict of parsed values.
+
+    Values are YAML scalars/flow collections; a boolean key given without a value means true.
+    """
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--") or len(tok) <= 2:
+            raise ValueError(f"expected an option like --key value, got {tok!r}")
+        key, sep, inline = tok[2:].partition("=")
+        if sep:
+            raw: str | None = inline
+            i += 1
+        elif i + 1 < len(tokens) and not (tokens[i + 1].startswith("--") and len(tokens[i + 1]) > 2):
+            raw = tokens[i + 1]
+            i += 2
+        else:
+            raw = None
+            i += 1
+        if raw is None:
+            if not _is_bool_key(key):
+                raise ValueError(f"option --{key} needs a value")
+            value: Any = True
+        else:
+            try:
+                value = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                value = raw
+        out[key] = value
+    return out
+
+
+_BOOL_KEYS = {k for k in valid_keys() if isinstance(_flatten(TrainConfig().to_dict()).get(k), bool)}
+
+
+def to_yaml(cfg: TrainConfig) -> str:
+    """The resolved config as YAML (``sort_keys=False`` keeps the declaration order)."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
