@@ -1,0 +1,607 @@
+"""Write corrupted datasets to disk: ImageNet-C style folder trees and CIFAR-10-C style ``.npy`` files.
+
+Both writers are deterministic per (item, corruption, severity) whatever the number of worker processes: the
+random generator of every output is derived from ``(seed, item key, corruption, severity)`` with a stable hash,
+never from the order in which work is done. Both are resumable: outputs that already exist are skipped, and every
+file is written atomically, so an interrupted run leaves only complete files (plus, at worst, stale temporary
+files that the next run removes). A ``vqsa_corrupt.json`` manifest in the destination records the settings; a run
+with different settings into the same destination is refused instead of mixing two datasets.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image
+
+from vqsa.utils.io import atomic_open, atomic_write_bytes, atomic_write_json
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+MANIFEST_NAME = "vqsa_corrupt.json"
+PROFILES = ("auto", "imagenet", "cifar", "tinyimagenet")
+SEVERITIES = (1, 2, 3, 4, 5)
+_MANIFEST_FORMAT = "vqsa-corrupt/1"
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+class BadImageError(ValueError):
+    """A source file that cannot be decoded as an image (unreadable, truncated, not an image)."""
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    """What a writer did: outputs written, outputs skipped because they already existed, unreadable inputs."""
+
+    written: int
+    skipped: int
+    bad: tuple[str, ...]
+    stale_removed: int
+    seconds: float
+    unit: str = "files"
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        rate = f" ({self.written / self.seconds:.1f} {self.unit}/s)" if self.written and self.seconds > 0 else ""
+        parts = [f"written {self.written} {self.unit}{rate}", f"skipped {self.skipped} already done"]
+        parts.append(f"{len(self.bad)} bad input file(s) skipped" if self.bad else "0 bad input files")
+        if self.stale_removed:
+            parts.append(f"removed {self.stale_removed} stale temporary file(s)")
+        text = ", ".join(parts) + f" in {self.seconds:.1f} s"
+        return text + "".join(f"\n  bad: {b}" for b in self.bad)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# argument helpers
+
+
+def resolve_corruptions(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """Corruption names from names and/or subset names (common, validation, all, noise, blur, weather, digital).
+
+    Order follows the tokens; duplicates are dropped. Raises ``ValueError`` naming an unknown token.
+    """
+    from vqsa.corruptions import CORRUPTIONS, get_corruption_names
+
+    tokens = [spec] if isinstance(spec, str) else list(spec)
+    if not tokens:
+        raise ValueError("no corruptions requested")
+    names: list[str] = []
+    for token in tokens:
+        if not isinstance(token, str):
+            raise TypeError(f"corruption names must be strings, got {type(token).__name__}")
+        if token in CORRUPTIONS:
+            found: Sequence[str] = [token]
+        else:
+            try:
+                found = get_corruption_names(token)
+            except ValueError:
+                raise ValueError(
+                    f"unknown corruption or subset {token!r}; subsets: common, validation, all, noise, blur, "
+                    f"weather, digital; names: {', '.join(CORRUPTIONS)}"
+                ) from None
+        names.extend(n for n in found if n not in names)
+    return tuple(names)
+
+
+def check_severities(severities: Sequence[int]) -> tuple[int, ...]:
+    """Validate severities (integers in 1..5, no duplicates); returns them as a tuple in the given order."""
+    sev = tuple(severities)
+    if not sev:
+        raise ValueError("no severities requested")
+    for s in sev:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"severity must be an integer in 1..5, got {s!r}")
+        if not 1 <= s <= 5:
+            raise ValueError(f"severity must be in 1..5, got {s}")
+    if len(set(sev)) != len(sev):
+        raise ValueError(f"duplicate severities in {list(sev)}")
+    return tuple(int(s) for s in sev)
+
+
+def check_profile(profile: str) -> str:
+    """Validate a corruption parameter profile name."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    return profile
+
+
+def _check_size(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
+def derive_rng(seed: int, *key: object) -> np.random.Generator:
+    """A generator that depends only on ``seed`` and ``key`` (stable across runs, processes and platforms)."""
+    text = "\x1f".join(str(k) for k in (int(seed), *key))
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int.from_bytes(digest[:16], "little"))))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# images
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image:
+    """Decode an image file fully and convert it to RGB (grey, RGBA, palette, CMYK, ...: like torchvision).
+
+    Raises:
+        BadImageError: the file is unreadable, truncated or not an image; the message names the file.
+    """
+    try:
+        with Image.open(path) as im:
+            im.load()  # decodes everything: a truncated file fails here, not later
+            return im.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise BadImageError(f"cannot read image {os.fspath(path)!r}: {e}") from e
+
+
+def imagenet_c_preprocess(image: Image.Image, resize: int | None = 256, center_crop: int | None = 224) -> np.ndarray:
+    """torchvision ``Resize(resize)`` (PIL bilinear, short side) then ``CenterCrop(center_crop)``, as uint8 HWC.
+
+    Either step is skipped when its size is None. Matches torchvision pixel for pixel, including the zero padding
+    of ``CenterCrop`` on images smaller than the crop.
+    """
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL image, got {type(image).__name__}")
+    resize, center_crop = _check_size("resize", resize), _check_size("center_crop", center_crop)
+    image = image.convert("RGB")
+    if resize is not None:
+        w, h = image.size
+        short, long = min(w, h), max(w, h)
+        new_short, new_long = resize, int(resize * long / short)
+        size = (new_short, new_long) if w <= h else (new_long, new_short)
+        if size != (w, h):
+            image = image.resize(size, Image.BILINEAR)
+    arr = np.asarray(image, dtype=np.uint8)
+    if center_crop is None:
+        return np.ascontiguousarray(arr)
+    h, w = arr.shape[:2]
+    c = center_crop
+    if c > h or c > w:  # zero padding, split as torchvision does (extra pixel on the right/bottom)
+        top, left = max(c - h, 0) // 2, max(c - w, 0) // 2
+        padded = np.zeros((max(h, c), max(w, c), 3), np.uint8)
+        padded[top : top + h, left : left + w] = arr
+        arr, (h, w) = padded, padded.shape[:2]
+    top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
+    return np.ascontiguousarray(arr[top : top + c, left : left + c])
+
+
+def encode_image(array: np.ndarray, jpeg_quality: int | None = None) -> bytes:
+    """PNG (lossless) bytes, or JPEG bytes at ``jpeg_quality`` with ``optimize=True`` (as the ImageNet-C release)."""
+    buf = io.BytesIO()
+    img = Image.fromarray(array)
+    if jpeg_quality is None:
+        img.save(buf, format="PNG")
+    else:
+        img.save(buf, format="JPEG", quality=jpeg_quality, optimize=True)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# folder trees
+
+
+def list_images(src: str | os.PathLike) -> list[PurePosixPath]:
+    """Image files under ``src`` as sorted relative POSIX paths (hidden files and folders are ignored).
+
+    Works for an ImageFolder layout (``src/<class>/.../<file>``) and a flat folder alike.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.  ValueError: ``src`` is not a folder or holds no images.
+    """
+    root = Path(src)
+    if not root.exists():
+        raise FileNotFoundError(f"source folder {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"source {str(root)!r} is not a folder (for a single image use --gallery)")
+    found: list[PurePosixPath] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel_dir = Path(dirpath).relative_to(root)
+        found.extend(
+            PurePosixPath(rel_dir.as_posix()) / f
+            for f in filenames
+            if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+    if not found:
+        raise ValueError(f"no images in {str(root)!r} (looked for {', '.join(IMAGE_EXTENSIONS)}, any case)")
+    return sorted(found)
+
+
+def output_relpath(rel: PurePosixPath, jpeg_quality: int | None) -> PurePosixPath:
+    """Output name of a source file: same stem, ``.png``; with JPEG output ``.jpg`` (a JPEG source keeps its suffix,
+    e.g. ImageNet's ``.JPEG``, as in the released ImageNet-C)."""
+    if jpeg_quality is None:
+        return rel.with_suffix(".png")
+    return rel if rel.suffix.lower() in (".jpg", ".jpeg") else rel.with_suffix(".jpg")
+
+
+@dataclass(frozen=True)
+class _FolderJob:
+    src: Path
+    dst: Path
+    corruptions: tuple[str, ...]
+    severities: tuple[int, ...]
+    profile: str
+    resize: int | None
+    center_crop: int | None
+    jpeg_quality: int | None
+    seed: int
+    skip_bad: bool
+
+
+def _corrupt_file(job: _FolderJob, rel: PurePosixPath) -> tuple[int, int, str | None]:
+    """Write all missing outputs of one source file; returns (written, skipped, bad-file message or None)."""
+    from vqsa.corruptions import corrupt
+
+    out_rel = output_relpath(rel, job.jpeg_quality)
+    todo = [
+        (c, s, job.dst / c / str(s) / out_rel)
+        for c in job.corruptions
+        for s in job.severities
+        if not (job.dst / c / str(s) / out_rel).exists()
+    ]
+    skipped = len(job.corruptions) * len(job.severities) - len(todo)
+    if not todo:
+        return 0, skipped, None
+    try:
+        image = imagenet_c_preprocess(load_rgb(job.src / rel), job.resize, job.center_crop)
+    except BadImageError as e:
+        if job.skip_bad:
+            return 0, skipped, str(e)
+        raise BadImageError(f"{e} (pass --skip-bad / skip_bad=True to skip unreadable files)") from None
+    for c, s, path in todo:
+        out = corrupt(image, s, c, rng=derive_rng(job.seed, rel.as_posix(), c, s), profile=job.profile)
+        atomic_write_bytes(path, encode_image(out, job.jpeg_quality))
+    return len(todo), skipped, None
+
+
+def corrupt_folder(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    corruptions: str | Sequence[str] = "common",
+    severities: Sequence[int] = SEVERITIES,
+    *,
+    profile: str = "auto",
+    resize: int | None = 256,
+    center_crop: int | None = 224,
+    jpeg_quality: int | None = None,
+    jobs: int = 1,
+    seed: int = 0,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> WriteSummary:
+    """Write ``dst/<corruption>/<severity>/<relative path>`` for every image under ``src`` (ImageNet-C layout).
+
+    Each image is decoded once, preprocessed (``resize``/``center_crop``: ImageNet-C's Resize(256) +
+    CenterCrop(224) by default; None skips a step) and corrupted at every requested corruption and severity.
+    Outputs are PNG, or JPEG at ``jpeg_quality`` with ``optimize=True`` (85 = the released ImageNet-C files).
+
+    Args:
+        corruptions: names and/or subset names (see :func:`resolve_corruptions`).
+        jobs: worker processes (1 = in this process). Results do not depend on it.
+        skip_bad: skip unreadable/truncated source files (listed in the summary) instead of raising.
+    """
+    job = _FolderJob(
+        src=Path(src),
+        dst=Path(dst),
+        corruptions=resolve_corruptions(corruptions),
+        severities=check_severities(severities),
+        profile=check_profile(profile),
+        resize=_check_size("resize", resize),
+        center_crop=_check_size("center_crop", center_crop),
+        jpeg_quality=_check_quality(jpeg_quality),
+        seed=check_seed(seed),
+        skip_bad=bool(skip_bad),
+    )
+    files = list_images(job.src)
+    _check_not_inside(job.dst, job.src)
+    _check_unique_outputs(files, job.jpeg_quality)
+    settings = {
+        "profile": job.profile,
+        "resize": job.resize,
+        "center_crop": job.center_crop,
+        "jpeg_quality": job.jpeg_quality,
+        "seed": job.seed,
+    }
+    _claim_destination(job.dst, "folder", settings, {"source": str(job.src.resolve())})
+    start, stale = time.perf_counter(), _remove_stale_temporaries(job.dst)
+    written = skipped = 0
+    bad: list[str] = []
+    per_file = len(job.corruptions) * len(job.severities)
+    with _progress_bar(len(files), "images", progress) as bar:
+        for _, (w, s, b) in _run_tasks(_corrupt_file, [(job, rel) for rel in files], jobs):
+            written, skipped = written + w, skipped + s
+            if b is not None:
+                bad.append(b)
+            bar.update(1)
+    return WriteSummary(
+        written, skipped, tuple(bad), stale, time.perf_counter() - start, "files",
+        {"images": len(files), "outputs_per_image": per_file},
+    )
+
+
+def _check_unique_outputs(files: Sequence[PurePosixPath], jpeg_quality: int | None) -> None:
+    seen: dict[PurePosixPath, PurePosixPath] = {}
+    for rel in files:
+        out = output_relpath(rel, jpeg_quality)
+        if out in seen:
+            raise ValueError(f"source files {seen[out]} and {rel} would both be written as {out}; rename one")
+        seen[out] = rel
+
+
+def _check_not_inside(dst: Path, src: Path) -> None:
+    d, s = dst.resolve(), src.resolve()
+    if d == s or s in d.parents:
+        raise ValueError(f"destination {str(dst)!r} must not be the source folder or inside it")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# CIFAR-10-C style arrays
+
+
+def _corrupt_chunk(
+    images: np.ndarray, keys: np.ndarray, corruption: str, severities: tuple[int, ...], profile: str, seed: int
+) -> np.ndarray:
+    """Corrupt ``images`` (n, H, W, 3) at each severity -> (len(severities), n, H, W, 3) uint8."""
+    from vqsa.corruptions import corrupt
+
+    out = np.empty((len(severities), *images.shape), np.uint8)
+    for j, s in enumerate(severities):
+        for i, (image, key) in enumerate(zip(images, keys)):
+            out[j, i] = corrupt(image, s, corruption, rng=derive_rng(seed, int(key), corruption, s), profile=profile)
+    return out
+
+
+def corrupt_arrays(
+    dst: str | os.PathLike,
+    images: np.ndarray,
+    labels: np.ndarray,
+    corruptions: str | Sequence[str] = "common",
+    severities: Sequence[int] = SEVERITIES,
+    *,
+    profile: str = "cifar",
+    seed: int = 0,
+    keys: np.ndarray | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+    info: dict[str, Any] | None = None,
+) -> WriteSummary:
+    """Write CIFAR-10-C style files: ``dst/<corruption>.npy`` and ``dst/labels.npy``.
+
+    Each ``<corruption>.npy`` is (len(severities) * N, H, W, 3) uint8, severity-major (rows ``k*N .. (k+1)*N - 1``
+    hold severity ``severities[k]``), and ``labels.npy`` is the labels tiled the same way, as uint8.
+
+    Args:
+        images: (N, H, W, 3) uint8.  labels: (N,) integers in 0..255.
+        keys: per-image integer ids used to derive the random draws (default ``0..N-1``); pass the indices into
+            the full dataset so that a subset's rows equal the corresponding rows of a full run.
+        info: extra JSON-able facts recorded in the manifest (e.g. the source file).
+    """
+    names, sev = resolve_corruptions(corruptions), check_severities(severities)
+    profile, seed = check_profile(profile), check_seed(seed)
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        raise ValueError(f"images must be a uint8 array (N, H, W, 3), got {getattr(images, 'shape', type(images))}")
+    labels = np.asarray(labels)
+    if labels.shape != (len(images),) or labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(f"labels must be (N,) = ({len(images)},) integers in 0..255, got shape {labels.shape}")
+    keys = np.arange(len(images), dtype=np.int64) if keys is None else np.asarray(keys, dtype=np.int64)
+    if keys.shape != (len(images),) or len(np.unique(keys)) != len(keys):
+        raise ValueError(f"keys must be {len(images)} distinct integers, got shape {keys.shape}")
+    if len(images) == 0:
+        raise ValueError("no images to corrupt")
+    dst = Path(dst)
+    settings = {
+        "profile": profile,
+        "seed": seed,
+        "severities": list(sev),
+        "n": len(images),
+        "image_shape": list(images.shape[1:]),
+        "keys_sha256": hashlib.sha256(keys.tobytes()).hexdigest(),
+    }
+    _claim_destination(dst, "arrays", settings, info or {})
+    start, stale = time.perf_counter(), _remove_stale_temporaries(dst)
+    shape = (len(sev) * len(images), *images.shape[1:])
+    label_rows = np.tile(labels.astype(np.uint8), len(sev))
+    if not _existing_npy_matches(dst / "labels.npy", label_rows.shape, label_rows):
+        _save_npy(dst / "labels.npy", label_rows)
+    skipped, todo = 0, []
+    for name in names:
+        if _existing_npy_matches(dst / f"{name}.npy", shape):
+            skipped += 1
+        else:
+            todo.append(name)
+    chunk = max(1, min(500, -(-len(images) // (4 * max(1, jobs)))))
+    starts = range(0, len(images), chunk)
+    meta = [(name, k) for name in todo for k in range(len(starts))]
+    tasks = [(images[starts[k] : starts[k] + chunk], keys[starts[k] : starts[k] + chunk], name, sev, profile, seed)
+             for name, k in meta]
+    parts: dict[str, list[np.ndarray | None]] = {name: [None] * len(starts) for name in todo}
+    with _progress_bar(len(todo) * len(images), "images", progress) as bar:
+        for i, result in _run_tasks(_corrupt_chunk, tasks, jobs):
+            name, k = meta[i]
+            parts[name][k] = result
+            bar.update(result.shape[1])
+            if all(p is not None for p in parts[name]):
+                _save_npy(dst / f"{name}.npy", np.concatenate(parts.pop(name), axis=1).reshape(shape))
+    return WriteSummary(len(todo), skipped, (), stale, time.perf_counter() - start, "arrays", {"rows": shape[0]})
+
+
+def corrupt_cifar10(
+    dst: str | os.PathLike,
+    data_root: str | os.PathLike | None = None,
+    corruptions: str | Sequence[str] = "common",
+    severities: Sequence[int] = SEVERITIES,
+    *,
+    limit: int | None = None,
+    profile: str = "cifar",
+    seed: int = 0,
+    jobs: int = 1,
+    progress: bool = True,
+) -> WriteSummary:
+    """CIFAR-10-C from the CIFAR-10 test split (``data_root`` or ``$VQSA_DATA``): see :func:`corrupt_arrays`.
+
+    ``limit`` keeps a fixed random subset of that many test images (in dataset order, drawn with ``seed``); its
+    rows are identical to the corresponding rows of a full run with the same seed.
+    """
+    from vqsa.data import load_cifar10, resolve_data_root
+
+    root = resolve_data_root(data_root, required=True)
+    ds = load_cifar10(root, "test")
+    idx = np.arange(len(ds), dtype=np.int64)
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit <= 0:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        if limit < len(ds):
+            idx = np.sort(derive_rng(seed, "cifar10-test-subset").permutation(len(ds))[:limit])
+    info = {"source": ds.source, "split": "test", "classes": list(ds.classes)}
+    if len(idx) < len(ds):
+        info["indices"] = idx.tolist()
+    return corrupt_arrays(
+        dst, ds.images[idx], ds.labels[idx], corruptions, severities, profile=profile, seed=seed, keys=idx,
+        jobs=jobs, progress=progress, info=info,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# shared plumbing
+
+
+def _check_quality(q: int | None) -> int | None:
+    if q is None:
+        return None
+    if isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 1 <= q <= 95:
+        raise ValueError(f"jpeg_quality must be an integer in 1..95 (85 = ImageNet-C release), got {q!r}")
+    return int(q)
+
+
+def check_seed(seed: int) -> int:
+    """Validate a seed (a non-negative integer)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _claim_destination(dst: Path, kind: str, settings: dict[str, Any], info: dict[str, Any]) -> None:
+    """Create ``dst`` with a manifest, or check that an existing manifest has the same settings."""
+    manifest = dst / MANIFEST_NAME
+    settings = json.loads(json.dumps(settings))
+    if manifest.is_file():
+        try:
+            old = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{manifest}: unreadable manifest ({e}); delete it only if {dst} is yours") from e
+        if old.get("kind") != kind:
+            raise ValueError(f"{dst} holds a {old.get('kind')!r} dataset, not a {kind!r} one; choose another folder")
+        old_settings = old.get("settings", {})
+        diff = sorted(k for k in settings.keys() | old_settings.keys() if settings.get(k) != old_settings.get(k))
+        if diff:
+            shown = ", ".join(f"{k}: {old_settings.get(k)!r} there vs {settings.get(k)!r} now" for k in diff)
+            raise ValueError(f"{dst} was written with other settings ({shown}); use the same options or a new folder")
+        return
+    if dst.exists() and not dst.is_dir():
+        raise ValueError(f"destination {str(dst)!r} exists and is not a folder")
+    if dst.is_dir() and any(dst.iterdir()):
+        raise ValueError(f"destination {str(dst)!r} is not empty and has no {MANIFEST_NAME}; choose a new folder")
+    from vqsa.utils.meta import versions
+
+    atomic_write_json(
+        manifest,
+        {"format": _MANIFEST_FORMAT, "kind": kind, "settings": settings, **info, "versions": versions()},
+    )
+
+
+def _remove_stale_temporaries(dst: Path) -> int:
+    """Delete temporary files left by an interrupted atomic write (``.<name>.<random>.tmp``) under ``dst``."""
+    removed = 0
+    for dirpath, _, filenames in os.walk(dst):
+        for f in filenames:
+            if f.startswith(".") and f.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(dirpath, f))
+                    removed += 1
+    return removed
+
+
+def _existing_npy_matches(path: Path, shape: tuple[int, ...], expected: np.ndarray | None = None) -> bool:
+    """True when ``path`` is a complete uint8 array of ``shape`` (and equal to ``expected`` if given)."""
+    if not path.is_file():
+        return False
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: exists but is not a readable .npy ({e}); delete it to rewrite it") from e
+    if arr.dtype != np.uint8 or arr.shape != shape or (expected is not None and not np.array_equal(arr, expected)):
+        raise ValueError(
+            f"{path}: exists as {arr.dtype} {arr.shape} but this run writes uint8 {shape}"
+            + (" with other contents" if arr.shape == shape else "") + "; delete it or choose another folder"
+        )
+    return True
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, unit: str, enabled: bool) -> Iterator[Any]:
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total, unit=unit, disable=not enabled, dynamic_ncols=True, smoothing=0.05) as bar:
+        yield bar
+
+
+@contextlib.contextmanager
+def _single_threaded_children() -> Iterator[None]:
+    """Child processes started inside this block use one thread each for OpenMP/BLAS/numba (unless set)."""
+    added = [k for k in _THREAD_ENV if k not in os.environ]
+    os.environ.update({k: "1" for k in added})
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def _run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], jobs: int) -> Iterator[tuple[int, Any]]:
+    """Yield ``(task index, fn(*task))`` in completion order, in this process (jobs=1) or in ``jobs`` processes.
+
+    Worker processes are started with ``spawn`` (safe after threads, same on every OS), one thread each. The first
+    exception cancels what is still queued and propagates.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    if jobs == 1 or len(tasks) <= 1:
+        for i, task in enumerate(tasks):
+            yield i, fn(*task)
+        return
+    with _single_threaded_children():
+        executor: Executor = ProcessPoolExecutor(
+            max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+        )
+        try:
+            futures: dict[Future, int] = {executor.submit(fn, *task): i for i, task in enumerate(tasks)}
+            for fut in as_completed(futures):
+                yield futures[fut], fut.result()
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
