@@ -1,0 +1,20 @@
+"""VQSA models: the factory, the registry, the classifier and checkpoint helpers."""
+from . import cifar_resnet  # noqa: F401  (registers the built-in CIFAR backbones)
+from ._factory import create_model
+from ._registry import is_model, list_models, register_backbone
+from .checkpoint import load_checkpoint, load_model, save_model
+from .official import convert_official
+from .vqsa import VQSAClassifier, VQSAOutput
+
+__all__ = [
+    "VQSAClassifier",
+    "VQSAOutput",
+    "convert_official",
+    "create_model",
+    "is_model",
+    "list_models",
+    "load_checkpoint",
+    "load_model",
+    "register_backbone",
+    "save_model",
+]

@@ -1,0 +1,164 @@
+"""Backbone adapters: every backbone (timm, torchvision, vqsa's own) exposes the same small interface.
+
+``forward_features(x)`` gives the unpooled map, ``pool(map)`` the (B, d) feature z that VQSA quantizes,
+``num_features`` is d, ``cam_layer`` the module Grad-CAM should hook, ``mean``/``std`` the input statistics.
+The backbone's own classifier is split off by :func:`build_backbone` so that the classifier can reuse it.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._registry import TV_PREFIX, vqsa_backbone
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _last_block(module: nn.Module) -> nn.Module:
+    """The last block of a stage (``stage[-1]`` for a Sequential), else the module itself."""
+    return module[-1] if isinstance(module, nn.Sequential) and len(module) else module
+
+
+class TimmLikeBackbone(nn.Module):
+    """A timm model (or a vqsa backbone with timm's interface) whose classifier was removed."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
+        cfg = getattr(model, "pretrained_cfg", None) or {}
+        self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
+        self.std = tuple(cfg.get("std", IMAGENET_STD))
+        self.input_size = tuple(cfg.get("input_size", (3, 224, 224)))
+        info = getattr(model, "feature_info", None)
+        if info:
+            last = info[-1]["module"] if isinstance(info, list) else info.module_name()[-1]
+            self.cam_layer = _last_block(model.get_submodule(last))
+        else:
+            self.cam_layer = _last_block(list(model.children())[-1])
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_features(x)
+
+    def pool(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(feats, pre_logits=True)
+
+
+class TorchvisionBackbone(nn.Module):
+    """A torchvision ResNet-style model without ``avgpool``/``fc``: ``body`` holds its other children in order."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        if not isinstance(getattr(model, "fc", None), nn.Linear):
+            raise ValueError(f"torchvision model {type(model).__name__} has no .fc classifier: not supported")
+        self.num_features = model.fc.in_features
+        self.body = nn.Sequential(
+            OrderedDict((n, m) for n, m in model.named_children() if n not in ("avgpool", "fc"))
+        )
+        self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
+        self.input_size = (3, 224, 224)
+        self.cam_layer = _last_block(self.body[-1])
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def pool(self, feats: torch.Tensor) -> torch.Tensor:
+        return feats.mean((2, 3))
+
+
+def _apply_cifar_stem(model: nn.Module, name: str) -> None:
+    """3x3 stride-1 first conv and no max-pool, for 32-px inputs (He et al.'s CIFAR setting)."""
+    conv, bn = getattr(model, "conv1", None), getattr(model, "bn1", None)
+    if not isinstance(bn, nn.BatchNorm2d) or not hasattr(model, "maxpool") or conv is None:
+        raise ValueError(f"cifar_stem=True needs a ResNet-style backbone with conv1/bn1/maxpool; {name!r} has not")
+    model.conv1 = nn.Conv2d(3, bn.num_features, 3, 1, 1, bias=False)
+    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = nn.Identity()
+
+
+def _wrap_pretrained_error(name: str, e: Exception) -> RuntimeError:
+    return RuntimeError(
+        f"could not load pretrained weights for {name!r} ({type(e).__name__}: {e}). Without network access, put "
+        "the weights in the torch hub / Hugging Face cache first, or build with pretrained=False and use "
+        "vqsa.load_checkpoint(model, path)."
+    )
+
+
+def build_backbone(
+    name: str, num_classes: int, *, pretrained: bool = False, cifar_stem: bool = False, **kwargs: Any
+) -> tuple[nn.Module, nn.Module]:
+    """Build backbone ``name`` and return ``(adapter, classifier)``.
+
+    The classifier is the backbone's own ``d -> num_classes`` layer (pretrained when ``pretrained`` and
+    ``num_classes`` matches the weights; new otherwise), or ``nn.Identity`` when ``num_classes`` is 0.
+    """
+    entry = vqsa_backbone(name)
+    if name.startswith(TV_PREFIX):
+        model = _build_torchvision(name, pretrained, **kwargs)
+    elif entry is not None:
+        model = entry(pretrained=pretrained, num_classes=num_classes, **kwargs)
+    else:
+        model = _build_timm(name, num_classes, pretrained, **kwargs)
+    if cifar_stem:
+        _apply_cifar_stem(model, name)
+
+    if name.startswith(TV_PREFIX):
+        fc = model.fc
+        adapter: nn.Module = TorchvisionBackbone(model)
+    else:
+        fc = model.get_classifier()
+        model.reset_classifier(0)
+        adapter = TimmLikeBackbone(model)
+    d = adapter.num_features
+    if num_classes == 0:
+        classifier: nn.Module = nn.Identity()
+    elif isinstance(fc, nn.Linear) and fc.in_features == d and fc.out_features == num_classes:
+        classifier = fc
+    else:
+        classifier = nn.Linear(d, num_classes)
+    return adapter, classifier
+
+
+def _build_torchvision(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
+    import torchvision.models as tvm
+
+    from ._registry import _tv_names
+
+    arch = name[len(TV_PREFIX):]
+    if arch not in _tv_names():
+        raise ValueError(
+            f"unknown torchvision backbone {name!r}; supported: ResNet/ResNeXt/Wide ResNet/RegNet names, "
+            "see vqsa.list_models('tv:*')"
+        )
+    if not pretrained:
+        return tvm.get_model(arch, weights=None, **kwargs)
+    try:
+        return tvm.get_model(arch, weights="DEFAULT", **kwargs)
+    except Exception as e:  # the download raises URLError/OSError/HTTPError/RuntimeError depending on the failure
+        raise _wrap_pretrained_error(name, e) from e
+
+
+def _build_timm(name: str, num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
+    import timm
+
+    if not timm.is_model(name):
+        raise ValueError(f"unknown backbone {name!r}{_suggest(name)}; see vqsa.list_models()")
+    if not pretrained:
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+    try:
+        return timm.create_model(name, pretrained=True, num_classes=num_classes, **kwargs)
+    except Exception as e:  # huggingface_hub / urllib raise many types; all mean "weights unavailable"
+        raise _wrap_pretrained_error(name, e) from e
+
+
+def _suggest(name: str) -> str:
+    import difflib
+
+    from ._registry import list_models
+
+    close = difflib.get_close_matches(name, list_models(), n=3)
+    return f" (did you mean {', '.join(map(repr, close))}?)" if close else ""

@@ -1,0 +1,128 @@
+"""``create_model``: one entry point for every Table 1 row on any timm, torchvision or built-in backbone."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from vqsa.layers import FUSION_MODES, VectorQuantizer
+
+from ._backbone import build_backbone
+from .vqsa import VQSAClassifier
+
+# VectorQuantizer options create_model forwards (besides codebook_size, distance and commitment_weight).
+_VQ_OPTIONS = (
+    "init", "init_range", "kmeans_iters", "dead_code_threshold", "dead_code_interval", "chunk_budget", "seed"
+)
+DEFAULT_CODEBOOK_SIZE = 10000
+
+
+def create_model(
+    name: str,
+    num_classes: int = 1000,
+    *,
+    pretrained: bool = False,
+    codebook_size: int | None = None,
+    fusion: str | None = None,
+    attention: bool | None = None,
+    vq: bool = True,
+    distance: str | None = None,
+    commitment_weight: float | None = None,
+    **kwargs: Any,
+) -> VQSAClassifier:
+    """Build a VQSA classifier (or, with ``vq=False``, the plain fine-tuning baseline through the same code).
+
+    Args:
+        name: a timm model name (``"resnet50"``), a torchvision name with the ``tv:`` prefix (``"tv:resnet50"``,
+            ``"tv:resnext101_32x8d"``) or one of vqsa's small backbones (``"cifar_resnet20"``); see ``list_models``.
+        num_classes: classifier outputs; 0 builds no final layer (``model(x)`` returns the d-dim pre-logits).
+        pretrained: load the backbone's pretrained weights (timm / torchvision); RuntimeError when unavailable.
+        codebook_size: number of codes n (default 10000, the paper's value).
+        fusion: ``"replace"``, ``"add"`` or ``"concat"`` (default) with a codebook; ``"none"`` without.
+        attention: the two-token self-attention of Eq. 8 (default: True for concat, False otherwise; needs concat).
+        vq: False builds the Table 1 fine-tuning baseline: backbone + its own classifier, no codebook.
+        distance: ``"cosine"`` (default, as the authors) or ``"l2"`` nearest-code search.
+        commitment_weight: beta of ``L_vq + beta * L_cmt`` (default 0.25).
+        **kwargs: ``cifar_stem=True`` (3x3 stride-1 stem, no max-pool: for 32-px inputs); ``mean``/``std`` to
+            override the normalisation statistics; the VectorQuantizer options ``init``, ``init_range``,
+            ``kmeans_iters``, ``dead_code_threshold``, ``dead_code_interval``, ``chunk_budget``, ``seed``; any
+            other keyword goes to the backbone constructor (e.g. ``drop_path_rate`` for timm). None values are
+            dropped, so CLI flags left at None never override defaults.
+
+    Example:
+        >>> model = create_model("cifar_resnet20", num_classes=10, codebook_size=512, init="kmeans")
+        >>> logits = model(torch.rand(8, 3, 32, 32))             # (8, 10)
+        >>> out = model(images, return_aux=True)
+        >>> loss = F.cross_entropy(out.logits, labels) + out.aux_loss
+    """
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"model name must be a non-empty string, got {name!r}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
+    if not isinstance(vq, bool):
+        raise TypeError(f"vq must be a bool, got {vq!r}")
+    vq_opts = {k: kwargs.pop(k) for k in _VQ_OPTIONS if k in kwargs}
+    explicit = {"codebook_size": codebook_size, "distance": distance, "commitment_weight": commitment_weight}
+    explicit = {k: v for k, v in explicit.items() if v is not None}
+
+    if vq:
+        fusion = "concat" if fusion is None else fusion
+        if fusion == "none":
+            raise ValueError("fusion='none' is the baseline without a codebook: pass vq=False instead")
+        if fusion not in FUSION_MODES:
+            raise ValueError(f"fusion must be one of {FUSION_MODES}, got {fusion!r}")
+        attention = (fusion == "concat") if attention is None else attention
+        if attention and fusion != "concat":
+            raise ValueError(f"attention=True needs fusion='concat' (two tokens to attend over), got {fusion!r}")
+    else:
+        given = sorted([*explicit, *vq_opts])
+        if given:
+            raise ValueError(f"codebook options {given} make no sense with vq=False (the baseline has no codebook)")
+        if fusion not in (None, "none"):
+            raise ValueError(f"fusion={fusion!r} needs a codebook: drop it or set vq=True")
+        if attention:
+            raise ValueError("attention=True needs the codebook (it attends over z_hat and z): set vq=True")
+        fusion, attention = "none", False
+
+    cifar_stem = bool(kwargs.pop("cifar_stem", False))
+    mean, std = kwargs.pop("mean", None), kwargs.pop("std", None)
+    backbone, classifier = build_backbone(name, num_classes, pretrained=pretrained, cifar_stem=cifar_stem, **kwargs)
+
+    config: dict[str, Any] = {"name": name, "num_classes": num_classes, "vq": vq, "fusion": fusion,
+                              "attention": bool(attention)}
+    quantizer = None
+    if vq:
+        vq_args = {
+            "codebook_size": explicit.get("codebook_size", DEFAULT_CODEBOOK_SIZE),
+            "distance": explicit.get("distance", "cosine"),
+            "commitment_weight": explicit.get("commitment_weight", 0.25),
+            **vq_opts,
+        }
+        quantizer = VectorQuantizer(backbone.num_features, **vq_args)
+        config.update(vq_args)
+    if cifar_stem:
+        config["cifar_stem"] = True
+    if mean is not None or std is not None:
+        mean = tuple(mean) if mean is not None else backbone.mean
+        std = tuple(std) if std is not None else backbone.std
+        config.update(mean=list(mean), std=list(std))
+    config.update(kwargs)
+    try:
+        json.dumps(config, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"model options must be JSON-serialisable (they are saved with the weights): {e}") from e
+    for key in ("init_range",):  # tuples come back from JSON as lists; keep one canonical form
+        if key in config:
+            config[key] = list(config[key])
+
+    return VQSAClassifier(
+        backbone,
+        classifier,
+        num_classes,
+        vq=quantizer,
+        fusion=fusion,
+        attention=bool(attention),
+        mean=tuple(mean) if mean is not None else backbone.mean,
+        std=tuple(std) if std is not None else backbone.std,
+        model_config=config,
+    )

@@ -1,0 +1,191 @@
+"""Saving and loading model weights without unpickling anything untrusted.
+
+Our format is a safetensors file whose metadata holds the model config (JSON), so ``load_model(path)`` rebuilds
+the architecture. Training checkpoints (``.pt``) are plain dicts read with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vqsa.utils.io import atomic_write_bytes
+
+FORMAT = "vqsa"
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model``'s weights and ``model.model_config`` to a safetensors file, atomically."""
+    from safetensors.torch import save
+
+    from vqsa.version import __version__
+
+    model = _unwrap(model)
+    config = getattr(model, "model_config", None)
+    if not isinstance(config, dict):
+        raise TypeError("save_model needs a model built by vqsa.create_model (it has no model_config)")
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "vqsa_version": __version__, "model_config": json.dumps(config)}
+    path = Path(path)
+    atomic_write_bytes(path, save(tensors, metadata=meta))
+    return path
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Strip the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes from every key."""
+    out = {}
+    for key, value in state.items():
+        changed = True
+        while changed:
+            changed = False
+            for p in _PREFIXES:
+                if key.startswith(p):
+                    key, changed = key[len(p):], True
+        out[key] = value
+    return out
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from e
+
+
+def _read_torch(path: Path) -> Any:
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{path}: refused to unpickle (it holds objects other than tensors and plain containers; "
+            f"vqsa loads checkpoints with weights_only=True): {e}"
+        ) from e
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {e}") from e
+
+
+def _is_safetensors(path: Path) -> bool:
+    """By suffix, else by content: safetensors starts with an 8-byte header length followed by a JSON ``{``."""
+    if path.suffix == ".safetensors":
+        return True
+    with open(path, "rb") as f:
+        return f.read(9)[8:] == b"{"
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Read ``(state_dict, model_config or None)`` from a safetensors file or a ``.pt`` dict, prefixes stripped.
+
+    A ``.pt`` dict may be a plain state dict or hold it under ``model`` / ``state_dict`` (with ``model_config``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint file at {str(path)!r}")
+    config = None
+    if _is_safetensors(path):
+        state, meta = _read_safetensors(path)
+        if "model_config" in meta:
+            config = json.loads(meta["model_config"])
+    else:
+        obj = _read_torch(path)
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}: expected a dict (a state dict or a training checkpoint), got {type(obj)}")
+        config = obj.get("model_config")
+        for key in ("model", "state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+        state = obj
+        bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            raise ValueError(f"{path}: not a state dict (non-tensor entries such as {bad[:3]})")
+    return clean_state_dict(state), config
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> Any:
+    """Load weights from ``path`` (our safetensors, a ``.pt`` state dict or training checkpoint) into ``model``.
+
+    ``module.``/``_orig_mod.`` prefixes are stripped. A classifier of another size raises ValueError pointing to
+    ``reset_classifier``; other mismatches list the missing/unexpected keys. Returns torch's incompatible-keys
+    result (useful with ``strict=False``).
+    """
+    state, _ = read_checkpoint(path)
+    return load_state_dict(model, state, strict=strict, source=str(path))
+
+
+def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True, source: str = "") -> Any:
+    """``model.load_state_dict`` with prefix cleaning and readable errors (see :func:`load_checkpoint`)."""
+    model = _unwrap(model)
+    state = clean_state_dict(state)
+    own = model.state_dict()
+    shape_bad = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    head = [k for k in shape_bad if k.startswith("fc.")]
+    if head:
+        k = head[0]
+        raise ValueError(
+            f"{source}: the classifier has {state[k].shape[0]} outputs in the checkpoint but {own[k].shape[0]} in "
+            f"the model; build the model with num_classes={state[k].shape[0]}, or load with strict=False after "
+            "model.reset_classifier(...) and drop the fc.* keys"
+        )
+    if shape_bad:
+        detail = ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in shape_bad[:5])
+        raise ValueError(f"{source}: weight shapes differ from the model (wrong architecture?): {detail}")
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"{source}: checkpoint does not match the model architecture: "
+            f"{len(missing)} missing keys {_brief(missing)}, {len(unexpected)} unexpected keys {_brief(unexpected)}"
+        )
+    return model.load_state_dict(state, strict=strict)
+
+
+def _brief(keys: list[str], n: int = 4) -> str:
+    return "[" + ", ".join(keys[:n]) + (", ..." if len(keys) > n else "") + "]"
+
+
+def _resolve_run_dir(path: Path) -> Path:
+    for name in ("model.safetensors", "checkpoint_last.pt"):
+        if (path / name).is_file():
+            return path / name
+    raise FileNotFoundError(f"{path} holds neither model.safetensors nor checkpoint_last.pt")
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from a safetensors file, a training checkpoint ``.pt`` or a run folder; in eval mode.
+
+    A run folder is read from its ``model.safetensors``, else its ``checkpoint_last.pt``.
+    """
+    from ._factory import create_model
+
+    path = Path(path)
+    if path.is_dir():
+        path = _resolve_run_dir(path)
+    state, config = read_checkpoint(path)
+    if config is None:
+        raise ValueError(
+            f"{path}: no model_config stored; build the model with vqsa.create_model(...) and use "
+            "vqsa.load_checkpoint(model, path)"
+        )
+    model = create_model(**{**config, "pretrained": False})
+    load_state_dict(model, state, strict=True, source=str(path))
+    return model.to(device).eval()

@@ -1,0 +1,188 @@
+"""VQSAClassifier: backbone -> global pool -> codebook -> fusion -> (self-attention) -> 2-layer head.
+
+Every row of the paper's Table 1 is this class with a different ``fusion``/``attention``; heads per row:
+
+========================  ==========================================================  =====================
+row                       path after the pooled feature z (d-dim)                     head
+========================  ==========================================================  =====================
+fine-tune (``vq=False``)  z                                                           fc: d -> classes
+replace                   z_hat                                                       d -> d + ReLU -> fc
+add                       z + z_hat                                                   d -> d + ReLU -> fc
+concat                    [z_hat, z]                                                  2d -> d + ReLU -> fc
+concat + SA (default)     SelfAttention(z_hat, z), flattened                          2d -> d + ReLU -> fc
+========================  ==========================================================  =====================
+
+``fc`` is the backbone's own classifier (pretrained when it fits), as in the authors' code.
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from vqsa.layers import Fusion, InputNormalize, TokenSelfAttention, VectorQuantizer
+from vqsa.layers.vq import _LOCAL_BUFFERS
+
+
+@dataclass
+class VQSAOutput:
+    """What ``model(x, return_aux=True)`` returns.
+
+    Attributes:
+        logits: (B, num_classes) (the pre-logits features when called with ``pre_logits=True``).
+        aux_loss: ``L_vq + beta * L_cmt`` (a 0-dim tensor, 0 in eval and without a codebook).
+        losses: the unweighted terms ``{"codebook": L_vq, "commitment": L_cmt}`` (empty without a codebook).
+        indices: (B,) code indices, None without a codebook.
+        features: the pooled backbone feature z, (B, d).
+        quantized: the code z_hat (straight-through), (B, d), None without a codebook.
+    """
+
+    logits: torch.Tensor
+    aux_loss: torch.Tensor
+    losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    indices: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+    quantized: torch.Tensor | None = None
+
+
+class VQSAClassifier(nn.Module):
+    """Image classifier with an optional codebook between the pooled backbone feature and the head.
+
+    Build it with :func:`vqsa.create_model`. Inputs are float images in [0, 1], (B, 3, H, W); the backbone's
+    mean/std normalisation happens inside (``model.normalize``). ``model(x)`` returns logits in train and eval.
+
+    Attributes:
+        check_inputs: when True (default) ``forward`` rejects NaN/Inf input and warns on values outside [0, 1];
+            this costs one device synchronisation per call, so a training loop on a GPU may turn it off.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        classifier: nn.Module,
+        num_classes: int,
+        *,
+        vq: VectorQuantizer | None,
+        fusion: str,
+        attention: bool,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        model_config: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        if (vq is None) != (fusion == "none"):
+            raise ValueError("fusion 'none' goes with no codebook (vq=None) and only with it")
+        if attention and fusion != "concat":
+            raise ValueError(f"attention needs fusion='concat' (two tokens), got fusion={fusion!r}")
+        d = backbone.num_features
+        self.num_classes = num_classes
+        self.num_features = d
+        self.check_inputs = True
+        self.normalize = InputNormalize(mean, std)
+        self.backbone = backbone
+        self.vq = vq
+        self.fusion = Fusion(fusion)
+        self.attn = TokenSelfAttention(d) if attention else None
+        if fusion == "none":
+            self.fc_fuse: nn.Module = nn.Identity()
+        else:
+            self.fc_fuse = nn.Sequential(nn.Linear(self.fusion.out_features(d), d), nn.ReLU(inplace=True))
+        self.fc = classifier
+        self._model_config = dict(model_config)
+        # What timm's resolve_data_config reads: the model takes [0, 1] images, so no outer normalisation.
+        self.pretrained_cfg = {
+            "input_size": tuple(backbone.input_size),
+            "mean": (0.0, 0.0, 0.0),
+            "std": (1.0, 1.0, 1.0),
+            "crop_pct": 0.875,
+            "interpolation": "bilinear",
+            "num_classes": num_classes,
+        }
+        if vq is not None:
+            self._ddp_params_and_buffers_to_ignore = [f"vq.{n}" for n in _LOCAL_BUFFERS]
+
+    # ------------------------------------------------------------------------------------------ properties
+    @property
+    def model_config(self) -> dict[str, Any]:
+        """JSON-able config: ``vqsa.create_model(**model.model_config)`` rebuilds this architecture."""
+        return copy.deepcopy(self._model_config)
+
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        """Alias of ``pretrained_cfg`` (older timm name)."""
+        return self.pretrained_cfg
+
+    def get_classifier(self) -> nn.Module:
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final ``d -> classes`` layer (0 removes it: ``model(x)`` then returns pre-logits)."""
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
+        device = next(self.parameters()).device
+        self.fc = nn.Linear(self.num_features, num_classes).to(device) if num_classes else nn.Identity()
+        self.num_classes = num_classes
+        self.pretrained_cfg["num_classes"] = num_classes
+        self._model_config["num_classes"] = num_classes
+
+    def cam_target_layers(self) -> list[nn.Module]:
+        """The layers Grad-CAM should hook: the backbone's last block."""
+        return [self.backbone.cam_layer]
+
+    # --------------------------------------------------------------------------------------------- forward
+    def _check(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"expected a tensor of images, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise TypeError(f"expected float images in [0, 1], got dtype {x.dtype} (convert uint8 with x / 255)")
+        channels = self.normalize.mean.shape[1]
+        if x.ndim != 4 or x.shape[1] != channels:
+            raise ValueError(f"expected images (B, {channels}, H, W), got shape {tuple(x.shape)}")
+        if not self.check_inputs or x.numel() == 0:
+            return
+        lo, hi = torch.stack([x.min(), x.max()]).tolist()  # one synchronisation; NaN propagates through min/max
+        if not (lo == lo and hi == hi) or abs(lo) == float("inf") or abs(hi) == float("inf"):
+            raise ValueError("input contains NaN or Inf values")
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            warnings.warn(
+                f"input values lie in [{lo:.3g}, {hi:.3g}]; vqsa models expect images in [0, 1] and normalise "
+                "internally (do not apply mean/std outside)",
+                stacklevel=3,
+            )
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise and run the backbone: the unpooled feature map (timm's semantics)."""
+        self._check(x)
+        return self.backbone.forward_features(self.normalize(x))
+
+    def forward_head(
+        self, feats: torch.Tensor, pre_logits: bool = False, return_aux: bool = False
+    ) -> torch.Tensor | VQSAOutput:
+        """Pool, quantize, fuse, attend and classify the output of :meth:`forward_features`.
+
+        ``pre_logits=True`` stops before the final layer (the d-dim feature the classifier sees).
+        """
+        z = self.backbone.pool(feats)
+        z_hat = indices = None
+        losses: dict[str, torch.Tensor] = {}
+        if self.vq is not None:
+            z_hat, indices, aux_loss, parts = self.vq(z, return_loss_breakdown=True)
+            losses = {"codebook": parts.codebook, "commitment": parts.commitment}
+        else:
+            aux_loss = z.new_zeros((), dtype=torch.float32)
+        h = self.fusion(z, z_hat)
+        if self.attn is not None:
+            h = self.attn(h)
+        h = self.fc_fuse(h.flatten(1))
+        out = h if pre_logits else self.fc(h)
+        if not return_aux:
+            return out
+        return VQSAOutput(out, aux_loss, losses, indices, z, z_hat)
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | VQSAOutput:
+        """Logits (B, num_classes) for images in [0, 1]; a :class:`VQSAOutput` with ``return_aux=True``."""
+        return self.forward_head(self.forward_features(x), return_aux=return_aux)
