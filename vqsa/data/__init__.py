@@ -3,3 +3,12 @@ from .cifar import CIFAR10_CLASSES, ArrayDataset, load_cifar10
 from .paths import resolve_data_root
 
 __all__ = ["CIFAR10_CLASSES", "ArrayDataset", "load_cifar10", "resolve_data_root"]
+
+# Evaluation datasets (issue 5): released ImageNet-C / CIFAR-10-C cells, clean folders, on-the-fly corrupted copies.
+from .corrupted import ArrayImages, CorruptedImages, EvalImages, FolderImages, cifar10_c, imagenet_c  # noqa: E402
+from .imagenet_subsets import imagenet_wnids, subset_indices, subset_mask, subset_wnids, wnid_to_index  # noqa: E402
+
+__all__ += [
+    "ArrayImages", "CorruptedImages", "EvalImages", "FolderImages", "cifar10_c", "imagenet_c",
+    "imagenet_wnids", "subset_indices", "subset_mask", "subset_wnids", "wnid_to_index",
+]

@@ -1,0 +1,232 @@
+"""Which images an evaluation runs on: the clean set plus one cell per (corruption, severity), from released files
+or generated on the fly, with the label space and the class subset they are scored in."""
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vqsa import metrics
+from vqsa.data.cifar import ArrayDataset, find_cifar10, load_cifar10
+from vqsa.data.corrupted import ArrayImages, CorruptedImages, EvalImages, FolderImages, cifar10_c, imagenet_c
+from vqsa.data.imagenet_subsets import subset_indices, subset_wnids, wnid_to_index
+from vqsa.data.paths import resolve_data_root
+
+DATASETS = ("cifar10", "cifar10-c", "imagenet", "imagenet-c", "imagenet-r", "imagenet-a")
+_DIR_NAMES = {
+    "cifar10-c": ("CIFAR-10-C", "cifar10-c", "cifar10_c", "CIFAR10-C"),
+    "imagenet-c": ("imagenet-c", "ImageNet-C", "imagenet_c"),
+    "imagenet-r": ("imagenet-r", "ImageNet-R", "imagenet_r"),
+    "imagenet-a": ("imagenet-a", "ImageNet-A", "imagenet_a"),
+}
+
+
+@dataclass
+class Cell:
+    """One evaluated cell: ``corruption == "clean"`` and ``severity == 0`` for the clean images."""
+
+    corruption: str
+    severity: int
+    images: EvalImages
+
+
+@dataclass
+class EvalPlan:
+    """Everything the runner iterates over, and how to describe it in the results."""
+
+    dataset: str
+    source: str
+    baseline: str | None
+    num_classes: int
+    cells: list[Cell]
+    class_subset: torch.Tensor | None = None
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_corruptions(spec: str | Sequence[str] | None, default: Sequence[str] = ()) -> list[str]:
+    """Corruption names from None (``default``), a group (``common``, ``validation``, ``all``, ``noise``, ``blur``,
+    ``weather``, ``digital``) or a list of names and groups; unknown names raise ValueError."""
+    if spec is None:
+        return list(default)
+    items = [spec] if isinstance(spec, str) else list(spec)
+    groups = {"common": metrics.KNOWN_CORRUPTIONS, "known": metrics.KNOWN_CORRUPTIONS,
+              "validation": metrics.UNKNOWN_CORRUPTIONS, "unknown": metrics.UNKNOWN_CORRUPTIONS,
+              "all": metrics.CORRUPTION_NAMES, "noise": metrics.CORRUPTION_NAMES[0:3],
+              "blur": metrics.CORRUPTION_NAMES[3:7], "weather": metrics.CORRUPTION_NAMES[7:11],
+              "digital": metrics.CORRUPTION_NAMES[11:15], "none": ()}
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"corruption names must be strings, got {item!r}")
+        names = groups.get(item, (item,))
+        bad = [n for n in names if n not in metrics.CORRUPTION_NAMES]
+        if bad:
+            raise ValueError(f"unknown corruption {bad[0]!r}; expected one of {', '.join(metrics.CORRUPTION_NAMES)} "
+                             f"or a group ({', '.join(groups)})")
+        out += [n for n in names if n not in out]
+    return out
+
+
+def resolve_severities(severities: int | Sequence[int]) -> list[int]:
+    """Sorted unique severities, each in 1..5."""
+    sevs = [severities] if isinstance(severities, int) else list(severities)
+    if not sevs or any(not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= 5 for s in sevs):
+        raise ValueError(f"severities must be integers in 1..5, got {severities!r}")
+    return sorted(set(sevs))
+
+
+def _find_dir(root: Path, names: Sequence[str], ok) -> Path | None:
+    for cand in (*(root / n for n in names), root):
+        if cand.is_dir() and ok(cand):
+            return cand
+    return None
+
+
+def _has_wnid_dirs(path: Path) -> bool:
+    index = wnid_to_index()
+    return any(e.is_dir() and e.name in index for e in os.scandir(path))
+
+
+def _imagenet_val(root: Path) -> FolderImages | None:
+    path = _find_dir(root, ("imagenet/val", "ImageNet/val", "val", "imagenet"), _has_wnid_dirs)
+    return FolderImages(path, resize=256, crop=224, label_space="imagenet") if path else None
+
+
+def _cifar10_test(root: Path) -> ArrayImages | None:
+    try:
+        find_cifar10(root)
+    except FileNotFoundError:
+        return None
+    return _array_images(load_cifar10(root, "test"))
+
+
+def _array_images(ds: ArrayDataset) -> ArrayImages:
+    return ArrayImages(ds.images, ds.labels, len(ds.classes), ds.source)
+
+
+def build_plan(
+    dataset: str | ArrayDataset | EvalImages,
+    data_root: str | os.PathLike | None = None,
+    corruptions: str | Sequence[str] | None = None,
+    severities: int | Sequence[int] = (1, 2, 3, 4, 5),
+    *,
+    clean: bool = True,
+    on_the_fly: bool | None = None,
+    seed: int = 0,
+    profile: str = "auto",
+    allow_missing: bool = False,
+) -> EvalPlan:
+    """Resolve a dataset spec into cells.
+
+    Args:
+        dataset: a name in ``DATASETS``, a :class:`vqsa.data.ArrayDataset` (uint8 images, e.g. a CIFAR subset in
+            memory) or any :class:`vqsa.data.corrupted.EvalImages`; the last two are corrupted on the fly.
+        data_root: folder holding the data (``$VQSA_DATA`` when None); each benchmark is looked for in the root
+            itself or in its usual sub-folder (``CIFAR-10-C``, ``imagenet-c``, ``imagenet/val``, ...).
+        corruptions: names or groups; default all 19 for ``-c`` datasets, none for clean ones.
+        on_the_fly: True generates corrupted images from the clean set; False requires released files; None uses the
+            released files when found and falls back to on-the-fly generation with a warning.
+        allow_missing: skip (and record) missing or empty released cells instead of raising.
+    """
+    sevs = resolve_severities(severities)
+    if isinstance(dataset, (ArrayDataset, EvalImages)):
+        base = _array_images(dataset) if isinstance(dataset, ArrayDataset) else dataset
+        names = resolve_corruptions(corruptions)
+        baseline = "alexnet" if base.num_classes == 1000 and names else None
+        name = "array" if isinstance(dataset, ArrayDataset) else type(dataset).__name__
+        return _otf_plan(name, base, names, sevs, clean, seed, profile, baseline, {"root": None})
+    if not isinstance(dataset, str):
+        raise TypeError(f"dataset must be a name, an ArrayDataset or an EvalImages, got {type(dataset).__name__}")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    root = resolve_data_root(data_root, required=True)
+    assert root is not None
+    info: dict[str, Any] = {"root": str(root)}
+    names = resolve_corruptions(corruptions, metrics.CORRUPTION_NAMES if dataset.endswith("-c") else ())
+    if dataset in ("cifar10", "cifar10-c"):
+        released = _find_dir(root, _DIR_NAMES["cifar10-c"], lambda p: (p / "labels.npy").is_file())
+        clean_set, baseline, base_name = _cifar10_test(root), None, "CIFAR-10 test (cifar10/test.npz)"
+    elif dataset in ("imagenet", "imagenet-c"):
+        released = _find_dir(root, _DIR_NAMES["imagenet-c"],
+                             lambda p: any((p / c).is_dir() for c in metrics.CORRUPTION_NAMES))
+        clean_set, baseline, base_name = _imagenet_val(root), "alexnet", "ImageNet val (imagenet/val/<wnid>/)"
+    else:
+        path = _find_dir(root, _DIR_NAMES[dataset], _has_wnid_dirs)
+        if path is None:
+            raise FileNotFoundError(f"no {dataset} under {str(root)!r}: expected <root>/{_DIR_NAMES[dataset][0]}/"
+                                    "<wnid>/<images>")
+        clean_set, baseline, base_name, released = _subset_folder(dataset, path), "alexnet", dataset, None
+    if not dataset.endswith("-c") or on_the_fly or (on_the_fly is None and released is None):
+        if clean_set is None:
+            raise FileNotFoundError(f"no {base_name} under {str(root)!r}"
+                                    + (f" and no released {dataset}" if dataset.endswith("-c") else ""))
+        if dataset.endswith("-c") and not on_the_fly and names:
+            warnings.warn(f"no released {dataset} under {root}; corrupting {base_name} on the fly (seed {seed}, "
+                          f"profile {profile})", stacklevel=2)
+        plan = _otf_plan(dataset, clean_set, names, sevs, clean, seed, profile, baseline if names else None, info)
+        if dataset in ("imagenet-r", "imagenet-a"):
+            plan.class_subset = subset_indices(dataset)
+            plan.baseline = None
+        return plan
+    if released is None:
+        raise FileNotFoundError(f"no released {dataset} under {str(root)!r} (looked in the root and in "
+                                f"{', '.join(_DIR_NAMES[dataset])}); pass --on-the-fly to generate it from {base_name}")
+    return _released_plan(dataset, released, clean_set if clean else None, names, sevs, baseline, allow_missing,
+                          {**info, "released": str(released), "clean": clean_set.description if clean_set else None})
+
+
+def _subset_folder(dataset: str, path: Path) -> FolderImages:
+    images = FolderImages(path, resize=256, crop=224, label_space="imagenet")
+    extra = sorted(set(images.classes) - set(subset_wnids(dataset)))
+    if extra:
+        raise ValueError(f"{path}: {len(extra)} class folder(s) are not among the 200 {dataset} classes: "
+                         f"{', '.join(extra[:5])}")
+    return images
+
+
+def _otf_plan(name: str, base: EvalImages, names: list[str], sevs: list[int], clean: bool, seed: int, profile: str,
+              baseline: str | None, info: dict[str, Any]) -> EvalPlan:
+    if len(base) == 0:
+        raise ValueError(f"{base.description}: the evaluation set is empty")
+    cells = [Cell("clean", 0, base)] if clean else []
+    cells += [Cell(c, s, CorruptedImages(base, c, s, seed=seed, profile=profile)) for c in names for s in sevs]
+    if not cells:
+        raise ValueError("nothing to evaluate: clean=False and no corruptions")
+    source = f"on-the-fly, seed {seed}, profile {profile}" if names else "clean images"
+    return EvalPlan(name, source, baseline, base.num_classes, cells,
+                    data={**info, "clean": base.description, "on_the_fly": bool(names), "seed": seed,
+                          "profile": profile})
+
+
+def _released_plan(name: str, root: Path, clean_set: EvalImages | None, names: list[str], sevs: list[int],
+                   baseline: str | None, allow_missing: bool, info: dict[str, Any]) -> EvalPlan:
+    cells = [Cell("clean", 0, clean_set)] if clean_set is not None else []
+    notes = [] if clean_set is not None else [f"no clean set found next to {root}: clean error not evaluated"]
+    skipped, problems = [], []
+    file_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
+    for c in names:
+        for s in sevs:
+            try:
+                images = cifar10_c(root, c, s) if name.startswith("cifar") else imagenet_c(root, c, s, file_lists)
+                if len(images) == 0:
+                    raise ValueError(f"{name} cell {c} severity {s} under {root} has no images")
+            except (FileNotFoundError, ValueError) as e:
+                problems.append(str(e))
+                skipped.append({"corruption": c, "severity": s, "reason": str(e)})
+                continue
+            cells.append(Cell(c, s, images))
+    if problems and not allow_missing:
+        raise FileNotFoundError(f"{len(problems)} {name} cell(s) missing or unusable (use --allow-missing to skip "
+                                "them):\n  " + "\n  ".join(problems[:20]))
+    if not cells:
+        raise ValueError(f"nothing to evaluate in {root}: every requested cell is missing")
+    num_classes = 10 if name.startswith("cifar") else 1000
+    return EvalPlan(name, f"released files in {root}", baseline, num_classes, cells, skipped=skipped, notes=notes,
+                    data={**info, "on_the_fly": False})

@@ -1,0 +1,97 @@
+"""Getting a classifier ready for evaluation: input normalisation for plain models, checkpoints and run folders."""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalized(nn.Module):
+    """``model((x - mean) / std)``: makes a plain torchvision/timm classifier take images in [0, 1]."""
+
+    def __init__(self, model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
+            raise ValueError(f"mean and std need 3 values (std > 0), got mean={mean!r} std={std!r}")
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model((x - self.mean) / self.std)
+
+
+def with_normalization(
+    model: nn.Module, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> Normalized:
+    """Wrap a model that expects normalised inputs; mean/std default to its timm ``pretrained_cfg``, else ImageNet's.
+
+    Example:
+        >>> net = with_normalization(torchvision.models.resnet50(weights="DEFAULT"))
+        >>> vqsa.evaluate(net, "imagenet-c", data_root="/data")
+    """
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    return Normalized(model, mean or cfg.get("mean", IMAGENET_MEAN), std or cfg.get("std", IMAGENET_STD))
+
+
+def load_for_eval(checkpoint: str | os.PathLike) -> tuple[nn.Module, dict[str, Any], list[str] | str | None]:
+    """``(model, description, train corruptions or None)`` from a vqsa weights file, training checkpoint or run
+    folder. The training corruption list comes from the run's ``config.yaml`` or the checkpoint's ``config``."""
+    from vqsa.models import load_model
+
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist (give a run folder, .safetensors or .pt)")
+    try:
+        model = load_model(path)
+    except (ValueError, KeyError, RuntimeError) as e:
+        raise ValueError(f"cannot load a model from {path}: {e}") from e
+    config = getattr(model, "model_config", None) or {}
+    info = {"checkpoint": str(path), "name": config.get("name", type(model).__name__), "config": config,
+            "num_params": sum(p.numel() for p in model.parameters()),
+            "label": path.name if path.is_dir() else path.stem}
+    return model, info, _train_corruptions(path)
+
+
+def _train_corruptions(path: Path) -> list[str] | str | None:
+    config = _training_config(path)
+    section = config.get("corruption") if isinstance(config, dict) else None
+    if isinstance(section, dict):
+        return section.get("corruptions")
+    return None
+
+
+def _training_config(path: Path) -> dict[str, Any] | None:
+    run_dir = path if path.is_dir() else path.parent
+    yaml_path = run_dir / "config.yaml"
+    if yaml_path.is_file():
+        import yaml
+
+        with open(yaml_path) as f:
+            cfg = yaml.safe_load(f)
+        return cfg if isinstance(cfg, dict) else None
+    file = path if path.is_file() else run_dir / "checkpoint_last.pt"
+    if file.suffix == ".pt" and file.is_file():
+        import pickle
+
+        try:
+            obj = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+        except (pickle.UnpicklingError, RuntimeError, OSError, EOFError):
+            return None  # the weights loaded already; an unreadable config only means the train list is unknown
+        cfg = obj.get("config") if isinstance(obj, dict) else None
+        return cfg if isinstance(cfg, dict) else None
+    if file.suffix == ".safetensors" and file.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(file), framework="pt") as f:
+            raw = (f.metadata() or {}).get("config")
+        return json.loads(raw) if raw else None
+    return None
