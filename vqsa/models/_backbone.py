@@ -18,12 +18,25 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def _last_block(module: nn.Module) -> nn.Module:
-    """The last block of a stage (``stage[-1]`` for a Sequential), else the module itself."""
-    return module[-1] if isinstance(module, nn.Sequential) and len(module) else module
+def _last_block_name(root: nn.Module, name: str) -> str:
+    """Name of the last block of stage ``name`` (``stage[-1]`` for a Sequential), else ``name`` itself."""
+    module = root.get_submodule(name)
+    if isinstance(module, nn.Sequential) and len(module):
+        return f"{name}.{len(module) - 1}"
+    return name
 
 
-class TimmLikeBackbone(nn.Module):
+class _CamLayerMixin:
+    """``cam_layer`` is looked up by name: holding the module itself would register it twice."""
+
+    cam_layer_name: str
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        return self.get_submodule(self.cam_layer_name)  # type: ignore[attr-defined]
+
+
+class TimmLikeBackbone(_CamLayerMixin, nn.Module):
     """A timm model (or a vqsa backbone with timm's interface) whose classifier was removed."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -37,9 +50,9 @@ class TimmLikeBackbone(nn.Module):
         info = getattr(model, "feature_info", None)
         if info:
             last = info[-1]["module"] if isinstance(info, list) else info.module_name()[-1]
-            self.cam_layer = _last_block(model.get_submodule(last))
         else:
-            self.cam_layer = _last_block(list(model.children())[-1])
+            last = [n for n, _ in model.named_children()][-1]
+        self.cam_layer_name = "model." + _last_block_name(model, last)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_features(x)
@@ -48,7 +61,7 @@ class TimmLikeBackbone(nn.Module):
         return self.model.forward_head(feats, pre_logits=True)
 
 
-class TorchvisionBackbone(nn.Module):
+class TorchvisionBackbone(_CamLayerMixin, nn.Module):
     """A torchvision ResNet-style model without ``avgpool``/``fc``: ``body`` holds its other children in order."""
 
     def __init__(self, model: nn.Module) -> None:
@@ -61,7 +74,7 @@ class TorchvisionBackbone(nn.Module):
         )
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self.input_size = (3, 224, 224)
-        self.cam_layer = _last_block(self.body[-1])
+        self.cam_layer_name = "body." + _last_block_name(self.body, list(self.body._modules)[-1])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
