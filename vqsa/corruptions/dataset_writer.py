@@ -245,7 +245,7 @@ class _FolderJob:
 
 def _corrupt_file(job: _FolderJob, rel: PurePosixPath) -> tuple[int, int, str | None]:
     """Write all missing outputs of one source file; returns (written, skipped, bad-file message or None)."""
-    from vqsa.corruptions import corrupt
+    from vqsa.corruptions import MIN_SIZE, corrupt
 
     out_rel = output_relpath(rel, job.jpeg_quality)
     todo = [
@@ -259,6 +259,11 @@ def _corrupt_file(job: _FolderJob, rel: PurePosixPath) -> tuple[int, int, str | 
         return 0, skipped, None
     try:
         image = imagenet_c_preprocess(load_rgb(job.src / rel), job.resize, job.center_crop)
+        if min(image.shape[:2]) < MIN_SIZE:
+            raise BadImageError(
+                f"image {os.fspath(job.src / rel)!r} is {image.shape[1]}x{image.shape[0]} after preprocessing; the "
+                f"corruptions need at least {MIN_SIZE}x{MIN_SIZE} (use --resize/--center-crop)"
+            )
     except BadImageError as e:
         if job.skip_bad:
             return 0, skipped, str(e)
