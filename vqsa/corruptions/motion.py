@@ -66,7 +66,6 @@ def magick_motion_blur(x: np.ndarray, radius: float, sigma: float, angle: float)
 
 
 def motion_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
-    """ImageNet-C motion blur: ImageMagick motion blur with ``angle ~ U(-45, 45)`` (one draw); float in [0, 255]."""
+    """ImageNet-C motion blur: ImageMagick motion blur with ``angle ~ U(-45, 45)`` (one draw); exact uint8 result."""
     radius, sigma = get_params("motion_blur", severity, profile)
-    angle = rng.uniform(-45, 45)
-    return magick_motion_blur(x, radius, sigma, float(angle)).astype(np.float32)
+    return magick_motion_blur(x, radius, sigma, float(rng.uniform(-45, 45)))
