@@ -8,6 +8,7 @@ rejected with the list of valid ones.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import types
@@ -229,7 +230,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check choices and ranges; return ``cfg`` unchanged or raise ``ValueError`` naming the key."""
-    flat = _flatten(cfg.to_dict())
+    flat = flatten(cfg.to_dict())
     for key, choices in _CHOICES.items():
         if flat[key] not in choices:
             raise ValueError(f"config key {key!r} must be one of {', '.join(choices)}; got {flat[key]!r}")
@@ -253,11 +254,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"fusion": "concat"}}`` -> ``{"model.fusion": "concat"}`` (``model.kwargs`` stays a dict)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict) and f"{prefix}{k}" not in ("model.kwargs",):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[prefix + k] = v
     return out
@@ -268,15 +270,21 @@ def config_from_dict(data: dict[str, Any] | None, where: str = "<dict>") -> Trai
     return validate(_build(TrainConfig, data or {}, "", where))
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | list[str] | None = None) -> TrainConfig:
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+    *,
+    base: dict[str, Any] | None = None,
+) -> TrainConfig:
     """Load a YAML config (defaults when ``path`` is None) and apply overrides.
 
     Args:
         path: a YAML file with the nested layout of :class:`TrainConfig`.
         overrides: ``{"model.codebook_size": 1000}`` or command-line tokens ``["--epochs", "3", "--amp"]``.
+        base: a nested dict to start from instead of a file (e.g. the config stored in a checkpoint).
     """
-    data: dict[str, Any] = {}
-    where = "<defaults>"
+    data: dict[str, Any] = copy.deepcopy(base) if base is not None else {}
+    where = "<checkpoint config>" if base is not None else "<defaults>"
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -348,7 +356,7 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
     return out
 
 
-_BOOL_KEYS = {k for k in valid_keys() if isinstance(_flatten(TrainConfig().to_dict()).get(k), bool)}
+_BOOL_KEYS = {k for k in valid_keys() if isinstance(flatten(TrainConfig().to_dict()).get(k), bool)}
 
 
 def to_yaml(cfg: TrainConfig) -> str:

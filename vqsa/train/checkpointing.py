@@ -1,0 +1,81 @@
+"""Training checkpoints: atomic save, ``weights_only`` load, RNG states as tensors, resume compatibility checks."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vqsa.utils.io import atomic_torch_save
+from vqsa.utils.meta import versions
+
+CHECKPOINT_NAME = "checkpoint_last.pt"
+_REQUIRED = ("model", "model_config", "optimizer", "scheduler", "epoch", "step", "rng", "config")
+
+
+def rng_state() -> dict[str, Any]:
+    """torch / CUDA / numpy / python RNG states as tensors and lists (loadable with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the states saved by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
+    """Write a training checkpoint atomically: the given entries plus ``versions`` and the RNG states."""
+    missing = [k for k in _REQUIRED if k not in state and k != "rng"]
+    if missing:
+        raise ValueError(f"checkpoint is missing {missing}")
+    state.setdefault("rng", rng_state())
+    state["versions"] = versions()
+    atomic_torch_save(state, path)
+
+
+def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no arbitrary unpickling)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign or damaged files
+        raise ValueError(f"{path}: not a readable vqsa training checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED):
+        have = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: not a vqsa training checkpoint (needs keys {list(_REQUIRED)}, has {have})")
+    return ckpt
+
+
+def check_resume_compatible(ckpt: dict[str, Any], model_config: dict[str, Any], path: str | os.PathLike) -> None:
+    """Refuse to resume a checkpoint of another architecture, naming the differing model settings."""
+    saved = ckpt.get("model_config") or {}
+    keys = sorted(set(saved) | set(model_config))
+    diff = [f"{k}: checkpoint {saved.get(k)!r} vs config {model_config.get(k)!r}" for k in keys
+            if saved.get(k) != model_config.get(k)]
+    if diff:
+        raise ValueError(f"{path}: checkpoint is from another architecture, cannot resume ({'; '.join(diff)})")

@@ -1,0 +1,439 @@
+"""The training loop: mixed clean + corrupted batches, Eq. (10) loss, DDP, AMP, atomic checkpoints and exact resume.
+
+``train(cfg)`` runs the same way in one process and under ``torchrun --nproc_per_node=N`` (one process per device,
+``DistributedDataParallel``, a ``DistributedSampler``); only rank 0 writes files. Everything random about the data
+is a function of ``(seed, epoch, index)`` and the optimiser/scheduler/scaler/RNG states are checkpointed, so on the
+CPU a run killed after any checkpoint and resumed ends bit-identical to an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+from tqdm import tqdm
+
+from vqsa.data.mixed import MixedCorruptionDataset, collate_mixed
+from vqsa.data.transforms import to_float
+from vqsa.utils import distributed as dist
+from vqsa.utils.io import atomic_write_json, atomic_write_text
+from vqsa.utils.meta import git_sha, machine, versions
+
+from .checkpointing import (
+    CHECKPOINT_NAME,
+    check_resume_compatible,
+    load_training_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
+from .config import TrainConfig, to_yaml
+from .data import TrainData, build_datasets, build_train_data, resolve_corruptions
+from .logs import MetricsLogger, format_summary
+from .optim import build_optimizer, build_scheduler
+
+# Order of the per-epoch running sums (float64, reduced over ranks with one all_reduce).
+_SUMS = ("loss", "ce", "aux", "correct", "count", "bad")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf; the run stopped without overwriting the last good checkpoint."""
+
+
+class ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` that can start an epoch part-way (after ``start`` of this rank's samples)."""
+
+    def __init__(self, dataset: MixedCorruptionDataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self):
+        return iter(list(super().__iter__())[self.start :])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+    """``vqsa.create_model`` with the config's model section (``num_classes: null`` -> the dataset's)."""
+    from vqsa.models import create_model
+
+    m = cfg.model
+    return create_model(
+        m.name, num_classes=m.num_classes or num_classes, pretrained=m.pretrained, codebook_size=m.codebook_size,
+        fusion=m.fusion, attention=m.attention, vq=m.vq, distance=m.distance, commitment_weight=m.commitment_weight,
+        **m.kwargs,
+    )
+
+
+def _select_device(cfg: TrainConfig) -> torch.device:
+    device = dist.init_distributed()
+    if cfg.device == "cpu":
+        return torch.device("cpu")
+    if cfg.device == "cuda" and device.type != "cuda":
+        raise ValueError("device: cuda was asked for but CUDA is not available")
+    return device
+
+
+def _split_eval_corruptions(cfg: TrainConfig, train_c: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """Evaluation corruptions split into those also used in training (known) and the others (unknown)."""
+    if not cfg.eval.enabled:
+        return [], []
+    eval_c = resolve_corruptions(cfg.eval.corruptions)
+    return [c for c in eval_c if c in train_c], [c for c in eval_c if c not in train_c]
+
+
+class Trainer:
+    """One training run (see the module docstring); ``fit()`` returns the final summary.
+
+    Args:
+        cfg: the resolved config.
+        model: a model with the VQSA forward contract (``model(x, return_aux=True)`` -> ``.logits``, ``.aux_loss``)
+            and a ``model_config`` dict; built from ``cfg.model`` when None.
+        data: the sources; built from ``cfg.data`` when None.
+        resume: a checkpoint path, True for the run folder's ``checkpoint_last.pt``, or None for a fresh run.
+    """
+
+    def __init__(
+        self, cfg: TrainConfig, *, model: nn.Module | None = None, data: TrainData | None = None,
+        resume: str | Path | bool | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.device = _select_device(cfg)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.main = self.rank == 0
+        self.run_dir = cfg.run_dir()
+        ckpt_path = self.run_dir / CHECKPOINT_NAME if resume is True else (Path(resume) if resume else None)
+        if ckpt_path is None and (self.run_dir / CHECKPOINT_NAME).exists():
+            raise ValueError(
+                f"{self.run_dir} already holds a training checkpoint: pass --resume to continue it, or choose "
+                "another --name (nothing was overwritten)"
+            )
+        ckpt = load_training_checkpoint(ckpt_path) if ckpt_path else None
+
+        self.train_corruptions = resolve_corruptions(cfg.corruption.corruptions)
+        self.known, self.unknown = _split_eval_corruptions(cfg, self.train_corruptions)
+        self.data = data if data is not None else build_train_data(cfg)
+        self.train_ds, self.val_ds = build_datasets(cfg, self.data, self.train_corruptions)
+        self._device_corrupt = self._device_corruption() if cfg.corruption.corrupt_on == "device" else None
+
+        torch.manual_seed(cfg.seed)
+        self.model = model if model is not None else build_model(cfg, len(self.data.classes))
+        self.model_config = getattr(self.model, "model_config", None)
+        if not isinstance(self.model_config, dict):
+            raise TypeError("the model needs a `model_config` dict (create_model sets it) to be checkpointed")
+        self.cuda = self.device.type == "cuda"
+        self.model.to(self.device)
+        if self.cuda and cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.vq = getattr(self.model, "vq", None)
+
+        self.sampler = ResumableSampler(self.train_ds, self.world, self.rank, cfg.seed)
+        self.steps_per_epoch = math.ceil(self.sampler.num_samples / cfg.batch_size)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch, cfg.epochs)
+        amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+        self.autocast = (
+            (lambda: torch.autocast(self.device.type, dtype=amp_dtype)) if cfg.amp and self.cuda
+            else contextlib.nullcontext
+        )
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp and self.cuda and amp_dtype == torch.float16)
+
+        self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
+        self.sums = torch.zeros(len(_SUMS), dtype=torch.float64, device=self.device)
+        history: list[dict[str, Any]] = []
+        if ckpt is not None:
+            history = self._restore(ckpt, ckpt_path)
+        elif self.main:
+            atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
+        torch.manual_seed(cfg.seed + self.rank)
+        if ckpt is not None and self.main:
+            set_rng_state(ckpt["rng"])
+        self.ddp_model = self.model
+        if self.world > 1:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.cuda else None
+            )
+        self.logger = MetricsLogger(self.run_dir, history, enabled=self.main, tensorboard=cfg.tensorboard)
+
+    # ------------------------------------------------------------------------------------------------ setup
+    def _device_corruption(self):
+        try:
+            from vqsa.corruptions import corrupt_batch
+        except ImportError as e:
+            raise RuntimeError(
+                "corrupt_on: device needs the batched torch corruption engine (vqsa.corruptions.corrupt_batch), "
+                "which is not available yet in this version; use corrupt_on: cpu"
+            ) from e
+        return corrupt_batch
+
+    def _restore(self, ckpt: dict[str, Any], path: Path) -> list[dict[str, Any]]:
+        check_resume_compatible(ckpt, self.model_config, path)
+        try:
+            self.model.load_state_dict(ckpt["model"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ValueError(f"{path}: checkpoint does not fit this model/optimizer: {e}") from e
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
+        self.batch_in_epoch = int(ckpt.get("batch", 0))
+        if "sums" in ckpt:
+            self.sums.copy_(ckpt["sums"].to(self.device))
+        if self.main:
+            where = f"epoch {self.epoch}" + (f", batch {self.batch_in_epoch}" if self.batch_in_epoch else "")
+            print(f"resumed {path} at {where} (step {self.step})", file=sys.stderr)
+        return list(ckpt.get("history", []))
+
+    def _save(self) -> None:
+        if not self.main:
+            return
+        save_checkpoint(
+            self.run_dir / CHECKPOINT_NAME, model=self.model.state_dict(), model_config=self.model_config,
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(), epoch=self.epoch, batch=self.batch_in_epoch, step=self.step,
+            sums=self.sums.cpu(), history=self.logger.history, config=self.cfg.to_dict(),
+        )
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def _reduced(self) -> dict[str, float]:
+        red = dist.all_reduce_sum(self.sums.clone()).tolist()
+        out = dict(zip(_SUMS, red))
+        if not all(math.isfinite(out[k]) for k in ("loss", "ce", "aux")):
+            last = self.run_dir / CHECKPOINT_NAME
+            kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint had been written"
+            raise NonFiniteLossError(
+                f"loss became NaN/Inf in epoch {self.epoch + 1} (by step {self.step}); the run stopped and {kept}. "
+                "Lower optim.lr, add optim.clip_grad or optim.warmup_epochs, or check the data."
+            )
+        return out
+
+    def _batch_inputs(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = batch["image"].to(self.device, non_blocking=True)
+        y = batch["label"].to(self.device, non_blocking=True)
+        if self._device_corrupt is not None:
+            x = self._device_corrupt_batch(x, batch)
+        if self.cfg.corruption.pairs:
+            x = torch.cat([batch["clean"].to(self.device, non_blocking=True), x])
+            y = torch.cat([y, y])
+        x = to_float(x)
+        if self.cuda and self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def _device_corrupt_batch(self, x: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
+        names = self.train_corruptions
+        cidx, sev = batch["corruption"].tolist(), batch["severity"].tolist()
+        hit = [i for i, c in enumerate(cidx) if c >= 0]
+        if not hit:
+            return x
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1_000_003 + self.step)
+        x = x.clone()
+        x[hit] = self._device_corrupt(
+            x[hit], [names[cidx[i]] for i in hit], [sev[i] for i in hit], generator=gen,
+            profile=self.cfg.corruption.profile,
+        )
+        return x
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        with self.autocast():
+            out = self.ddp_model(x, return_aux=True)
+            ce = F.cross_entropy(out.logits.float(), y, label_smoothing=self.cfg.optim.label_smoothing)
+            aux = out.aux_loss.float()
+            loss = self.cfg.optim.ce_weight * ce + aux
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.optim.clip_grad:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        n = float(len(y))
+        with torch.no_grad():
+            correct = (out.logits.argmax(1) == y).sum().double()
+            self.sums += torch.stack([loss.detach().double() * n, ce.detach().double() * n,
+                                      aux.detach().double() * n, correct, self.sums.new_tensor(n), self.sums.new_zeros(())])
+
+    def _usage(self) -> dict[str, float]:
+        if self.vq is None:
+            return {}
+        u = self.vq.usage()
+        return {"codebook_perplexity": float(u.perplexity), "codebook_used": float(u.fraction_used)}
+
+    def _loader(self, dataset, sampler, generator_seed: int) -> DataLoader:
+        return DataLoader(
+            dataset, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=self.cfg.data.workers,
+            collate_fn=collate_mixed, pin_memory=self.cuda, drop_last=False,
+            generator=torch.Generator().manual_seed(generator_seed),  # keeps the global RNG untouched
+        )
+
+    def train_one_epoch(self) -> dict[str, float]:
+        """Train for the rest of the current epoch; return its reduced training metrics."""
+        cfg, epoch = self.cfg, self.epoch
+        self.train_ds.set_epoch(epoch)
+        self.sampler.set_epoch(epoch, start=self.batch_in_epoch * cfg.batch_size)
+        if self.batch_in_epoch == 0:
+            self.sums.zero_()
+            if self.vq is not None:
+                self.vq.reset_usage()
+        self.model.train()
+        bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, disable=not self.main,
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", dynamic_ncols=True, leave=False, file=sys.stderr)
+        t0, images = time.perf_counter(), 0
+        for batch in self._loader(self.train_ds, self.sampler, cfg.seed + epoch):
+            self.batch_in_epoch += 1
+            self.sums[_SUMS.index("bad")] += batch["bad"]
+            if "image" in batch:
+                x, y = self._batch_inputs(batch)
+                self._train_step(x, y)
+                images += len(y)
+            bar.update(1)
+            last = self.batch_in_epoch == self.steps_per_epoch
+            if self.step % cfg.log_every == 0 or last:
+                s = self._reduced()  # also the NaN/Inf guard, on every rank
+                usage = self._usage()
+                post = {"loss": s["loss"] / max(s["count"], 1), "acc": s["correct"] / max(s["count"], 1),
+                        "img/s": images * self.world / max(time.perf_counter() - t0, 1e-9)}
+                if usage:
+                    post.update(ppl=usage["codebook_perplexity"], used=usage["codebook_used"])
+                bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()})
+            if cfg.save_every and self.step % cfg.save_every == 0 and not last:
+                self._reduced()
+                self._save()
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        s = self._reduced()
+        count = max(s["count"], 1.0)
+        metrics = {"train_loss": s["loss"] / count, "train_ce": s["ce"] / count, "train_aux": s["aux"] / count,
+                   "train_acc": s["correct"] / count, "train_images": int(s["count"]), "bad_images": int(s["bad"])}
+        metrics.update(self._usage())
+        metrics["images_per_s"] = images * self.world / max(elapsed, 1e-9)
+        metrics["epoch_time_s"] = elapsed
+        return metrics
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Clean top-1 accuracy and loss on the validation set, counted exactly over ranks (no padding)."""
+        shard = torch.utils.data.Subset(self.val_ds, range(self.rank, len(self.val_ds), self.world))
+        was_training = self.model.training
+        self.model.eval()
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        for batch in self._loader(shard, None, self.cfg.seed):
+            if "image" not in batch:
+                continue
+            x, y = to_float(batch["image"].to(self.device)), batch["label"].to(self.device)
+            with self.autocast():
+                logits = self.model(x)
+            sums += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
+                                 (logits.argmax(1) == y).sum().double(), sums.new_tensor(float(len(y)))])
+        self.model.train(was_training)
+        loss, correct, count = dist.all_reduce_sum(sums).tolist()
+        return {"val_loss": loss / max(count, 1), "val_acc": correct / max(count, 1)}
+
+    # ------------------------------------------------------------------------------------------------ run
+    def fit(self) -> dict[str, Any]:
+        """Train the remaining epochs, write the final weights and evaluation; return the summary."""
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        self._announce()
+        while self.epoch < cfg.epochs:
+            record: dict[str, Any] = {"epoch": self.epoch + 1}
+            record.update(self.train_one_epoch())
+            record["lr"] = self.optimizer.param_groups[0]["lr"]
+            record["step"] = self.step
+            if cfg.eval.val_every and ((self.epoch + 1) % cfg.eval.val_every == 0 or self.epoch + 1 == cfg.epochs):
+                record.update(self.validate())
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+            self.logger.log(record)
+            self._save()
+            if self.main:
+                shown = {k: record[k] for k in ("train_loss", "train_acc", "val_acc", "codebook_used", "images_per_s")
+                         if k in record}
+                print(f"epoch {record['epoch']}/{cfg.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()),
+                      file=sys.stderr)
+        self.logger.close()
+        summary = self._finish(time.perf_counter() - t_start)
+        dist.barrier()
+        return summary
+
+    def _announce(self) -> None:
+        if not self.main:
+            return
+        cfg = self.cfg
+        per_step = cfg.batch_size * (2 if cfg.corruption.pairs else 1)
+        print(f"run folder {self.run_dir}; data {self.data.description}", file=sys.stderr)
+        print(f"effective batch size {cfg.batch_size} x {self.world} process(es) = {cfg.batch_size * self.world}"
+              + (f" images ({per_step * self.world} with clean/corrupted pairs)" if cfg.corruption.pairs else ""),
+              file=sys.stderr)
+        if self.known:
+            warnings.warn(
+                f"training corruptions {self.known} are also evaluation corruptions: their errors measure robustness "
+                f"to corruptions seen in training; only {self.unknown or 'none'} are unseen", UserWarning, stacklevel=3,
+            )
+
+    def _finish(self, wall: float) -> dict[str, Any]:
+        final = self.logger.history[-1] if self.logger.history else {}
+        summary: dict[str, Any] = {
+            "name": self.cfg.name, "epochs": self.cfg.epochs, "steps": self.step, "world_size": self.world,
+            "effective_batch_size": self.cfg.batch_size * self.world, "wall_time_s": wall,
+            "train_corruptions": list(self.train_corruptions), "eval_corruptions_known": self.known,
+            "eval_corruptions_unknown": self.unknown,
+        }
+        summary.update({k: final[k] for k in ("train_loss", "train_acc", "val_acc", "codebook_perplexity",
+                                               "codebook_used") if k in final})
+        if self.main:
+            self._save_final_weights()
+        evaluation = self._evaluate()
+        if evaluation is not None:
+            summary["evaluation"] = evaluation
+        if self.main:
+            info = dict(summary, config=self.cfg.to_dict(), model_config=self.model_config, versions=versions(),
+                        git_sha=git_sha(), machine=machine())
+            atomic_write_json(self.run_dir / "summary.json", info)
+            scalars = {k: v for k, v in summary.items() if not isinstance(v, (list, dict))}
+            print("summary:\n" + format_summary(scalars), file=sys.stderr)
+        return summary
+
+    def _save_final_weights(self) -> None:
+        from vqsa.models import save_model
+
+        save_model(self.model, self.run_dir / "model.safetensors")
+
+    def _evaluate(self) -> dict[str, Any] | None:
+        """``vqsa.evaluate`` on the validation arrays (clean + eval corruptions); results.json in the run folder."""
+        if not self.cfg.eval.enabled or self.data.val_arrays is None:
+            return None
+        from vqsa.eval import evaluate
+
+        e = self.cfg.eval
+        results = evaluate(
+            self.model, self.data.val_arrays, corruptions=self.known + self.unknown, severities=tuple(e.severities),
+            batch_size=e.batch_size, num_workers=self.cfg.data.workers, amp=self.cfg.amp and self.cuda,
+            limit=e.n_examples, seed=self.cfg.seed, profile=e.profile, device=self.device,
+            train_corruptions=list(self.train_corruptions), model_info=dict(self.model_config), progress=self.main,
+        )
+        if self.main:
+            results.save(self.run_dir)
+        return results.summary()
+
+
+def train(
+    cfg: TrainConfig, *, model: nn.Module | None = None, data: TrainData | None = None,
+    resume: str | Path | bool | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) a training run described by ``cfg``; see :class:`Trainer`."""
+    return Trainer(cfg, model=model, data=data, resume=resume).fit()

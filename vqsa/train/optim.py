@@ -1,0 +1,59 @@
+"""Optimiser and per-step learning-rate schedule (linear warm-up, then cosine annealing or constant)."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import OptimConfig
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    # No weight decay on biases, norm weights and the codebook (decaying the codebook would pull codes to 0).
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim <= 1 or "codebook" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """Adam (the paper: lr 1e-3), AdamW or SGD with momentum (the authors' code)."""
+    groups = _param_groups(model, cfg.weight_decay)
+    if cfg.name == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False)
+    raise ValueError(f"unknown optimizer {cfg.name!r}; expected adam, adamw or sgd")
+
+
+class WarmupCosine:
+    """lr factor at optimiser step ``t``: linear warm-up over ``warmup`` steps, then cosine to ``min_factor``."""
+
+    def __init__(self, total: int, warmup: int, min_factor: float, cosine: bool) -> None:
+        self.total, self.warmup, self.min_factor, self.cosine = total, warmup, min_factor, cosine
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        if not self.cosine:
+            return 1.0
+        t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A per-step LambdaLR (stepped after every optimiser step, so mid-epoch resumes land on the same lr)."""
+    factor = WarmupCosine(
+        total=steps_per_epoch * epochs,
+        warmup=int(round(cfg.warmup_epochs * steps_per_epoch)),
+        min_factor=cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0,
+        cosine=cfg.scheduler == "cosine",
+    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
