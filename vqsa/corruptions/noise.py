@@ -1,7 +1,9 @@
 """Noise corruptions: gaussian_noise, shot_noise, impulse_noise, speckle_noise.
 
 Same distributions and parameters as the reference (make_imagenet_c.py and friends), drawn from a
-``np.random.Generator`` instead of the legacy global state:
+``np.random.Generator`` instead of the legacy global state. Gaussian and speckle noise are computed in float32
+(the reference: float64), which moves a truncated 8-bit value by one level in rare cases and leaves the strength
+unchanged:
 
 * gaussian_noise: ``x + N(0, c)`` per value; speckle_noise: ``x + x * N(0, c)``.
 * shot_noise: ``Poisson(x * c) / c``. The image has only 256 grey levels, so the rate takes only 256 values; the
@@ -25,15 +27,22 @@ _GUIDE_BINS = 1024
 def gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
     """Additive Gaussian noise with std ``c`` on [0, 1]; returns float in [0, 255]."""
     c = get_params("gaussian_noise", severity, profile)
-    x = x / 255.0
-    return np.clip(x + rng.normal(scale=c, size=x.shape), 0, 1) * 255
+    x = x / np.float32(255)
+    noise = rng.standard_normal(size=x.shape, dtype=np.float32)
+    noise *= np.float32(c)
+    noise += x
+    return np.clip(noise, 0, 1, out=noise) * np.float32(255)
 
 
 def speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
     """Multiplicative Gaussian noise ``x + x * N(0, c)``; returns float in [0, 255]."""
     c = get_params("speckle_noise", severity, profile)
-    x = x / 255.0
-    return np.clip(x + x * rng.normal(scale=c, size=x.shape), 0, 1) * 255
+    x = x / np.float32(255)
+    noise = rng.standard_normal(size=x.shape, dtype=np.float32)
+    noise *= np.float32(c)
+    noise *= x
+    noise += x
+    return np.clip(noise, 0, 1, out=noise) * np.float32(255)
 
 
 def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:

@@ -1,0 +1,137 @@
+"""Blur corruptions: defocus_blur, glass_blur, zoom_blur, gaussian_blur (motion_blur lives in ``motion.py``).
+
+* defocus_blur: the reference's anti-aliased disk kernel (OpenCV Gaussian-smoothed aliased disk), ``cv2.filter2D``.
+* gaussian_blur: ``skimage.filters.gaussian`` semantics (mode "nearest", truncate 4) via ``_util.gaussian``.
+* zoom_blur: the mean of the image and its clipped zooms. The whole blur is one linear operator; for images up to
+  ``_ZOOM_OPERATOR_MAX_PIXELS`` it is built once per (H, W, severity table) as a sparse matrix (~30 non-zeros per
+  pixel, ~18 MB at 224 px, cached) and applied in one product (~4 ms at 224 px vs ~42 ms for the reference's sum of
+  ``scipy.ndimage.zoom`` calls); larger images sum separable per-zoom resamplings.
+* glass_blur: Gaussian blur, truncating 8-bit cast, the reference's sequential "local pixel shuffle", Gaussian blur.
+  The shuffle is the reference's exact process, vectorised: in loop order (rows then columns, both descending) pixel
+  p takes the *current* value of p + (dy, dx), dx, dy ~ U{-d, ..., d-1}. A source already visited in this iteration
+  carries the value it copied, so the value p ends up with is found by following the chain of earlier-visited
+  sources; the chains are resolved by pointer jumping (O(log chain length) vectorised steps). Given the same offsets
+  the result equals the sequential loop bit-for-bit; only the random stream differs (a ``np.random.Generator`` with
+  one (dx, dy) pair per visited pixel in loop order, instead of the legacy global ``np.random``).
+"""
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+import scipy.sparse as sp
+
+from ._params import get_params
+from ._util import clipped_zoom, gaussian, zoom_axis_matrix
+
+_ZOOM_OPERATOR_MAX_PIXELS = 256 * 256
+
+
+@functools.lru_cache(maxsize=32)
+def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
+    """The reference's defocus kernel: aliased disk of ``radius`` (normalised) smoothed by a Gaussian ``alias_blur``.
+
+    The grid is 17 x 17 with a 3 x 3 smoothing kernel for radius <= 8, else (2 radius + 1)^2 with 5 x 5 (float32).
+    """
+    half, ksize = (8, (3, 3)) if radius <= 8 else (int(radius), (5, 5))
+    grid = np.arange(-half, half + 1)
+    disk = ((grid[:, None] ** 2 + grid[None, :] ** 2) <= radius**2).astype(np.float32)
+    disk /= np.sum(disk)
+    kernel = cv2.GaussianBlur(disk, ksize=ksize, sigmaX=alias_blur)
+    kernel.flags.writeable = False
+    return kernel
+
+
+def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
+    """Convolution with the anti-aliased disk (border reflect-101, as OpenCV's default); deterministic."""
+    radius, alias_blur = get_params("defocus_blur", severity, profile)
+    out = cv2.filter2D(x / 255.0, -1, disk_kernel(radius, alias_blur))
+    return np.clip(out, 0, 1) * 255
+
+
+def gaussian_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
+    """Gaussian blur with sigma ``c`` px (mode nearest, truncate 4); deterministic."""
+    sigma = get_params("gaussian_blur", severity, profile)
+    return np.clip(gaussian(x / 255.0, sigma), 0, 1) * 255
+
+
+@functools.lru_cache(maxsize=5)
+def _zoom_blur_operator(height: int, width: int, zooms: tuple[float, ...]) -> sp.csr_matrix:
+    """Sparse (H*W, H*W) matrix of ``(x + sum_z clipped_zoom(x, z)) / (len(zooms) + 1)`` on row-major pixels."""
+    total = sp.identity(height * width, format="csr")
+    for z in zooms:
+        total = total + sp.kron(zoom_axis_matrix(height, z), zoom_axis_matrix(width, z), format="csr")
+    total = (total / (len(zooms) + 1)).tocsr()
+    total.sum_duplicates()
+    return total
+
+
+def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
+    """Average of the image and its centre zooms by the reference's factors; deterministic."""
+    zooms = tuple(float(z) for z in get_params("zoom_blur", severity, profile))
+    height, width = x.shape[:2]
+    img = x / 255.0
+    if height * width <= _ZOOM_OPERATOR_MAX_PIXELS:
+        out = (_zoom_blur_operator(height, width, zooms) @ img.reshape(height * width, -1)).reshape(img.shape)
+    else:
+        out = img.copy()
+        for z in zooms:
+            out += clipped_zoom(img, z)
+        out /= len(zooms) + 1
+    return np.clip(out, 0, 1) * 255
+
+
+@functools.lru_cache(maxsize=16)
+def _shuffle_grid(height: int, width: int, delta: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Loop-order grid of the visited pixels: (row loop index i, column loop index j, flat order, flat pixel)."""
+    nh, nw = height - 2 * delta, width - 2 * delta
+    i = np.arange(nh, dtype=np.int64)[:, None]
+    j = np.arange(nw, dtype=np.int64)[None, :]
+    order = (i * nw + j).ravel()
+    pixels = ((height - delta - i) * width + (width - delta - j)).ravel()
+    for a in (i, j, order, pixels):
+        a.flags.writeable = False
+    return i, j, order, pixels
+
+
+def shuffle_sources(height: int, width: int, delta: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Resolve one pass of the reference's sequential copy loop into one gather.
+
+    ``offsets`` has shape (H - 2 delta, W - 2 delta, 2) holding (dx, dy) of the visited pixels in loop order: entry
+    [i, j] belongs to row ``H - delta - i`` and column ``W - delta - j``. Returns flat pixel indices (targets,
+    sources) such that ``new[targets] = old[sources]`` equals running the loop on ``old``.
+    """
+    i, j, order, targets = _shuffle_grid(height, width, delta)
+    nw = width - 2 * delta
+    dx = offsets[..., 0].astype(np.int64)
+    dy = offsets[..., 1].astype(np.int64)
+    shift = (dy * nw + dx).ravel()  # loop-order distance to the source; > 0 means visited earlier
+    earlier = ((shift > 0) & (i >= dy).ravel() & (j >= dx).ravel() & (j - dx < nw).ravel())
+    # term: the pixel whose (start-of-pass) value a chain ends on; nxt: loop index of an earlier-visited source.
+    term = targets + (dy * width + dx).ravel()
+    nxt = order - shift
+    # Pointer jumping: each round replaces p's link by its link's link, halving every chain.
+    pending = np.flatnonzero(earlier)
+    while pending.size:
+        q = nxt[pending]
+        term[pending] = term[q]
+        nxt[pending] = nxt[q]
+        linked = earlier[q]
+        earlier[pending] = linked
+        pending = pending[linked]
+    return targets, term
+
+
+def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
+    """Gaussian blur, local pixel shuffle (``iterations`` passes, max offset ``delta``), Gaussian blur."""
+    sigma, delta, iterations = get_params("glass_blur", severity, profile)
+    height, width = x.shape[:2]
+    packed = np.zeros((height, width, 4), np.uint8)  # RGB + pad byte, moved as one uint32 per pixel
+    packed[..., :3] = (gaussian(x.astype(np.float32) / np.float32(255), sigma) * 255).astype(np.uint8)
+    flat = packed.view(np.uint32).reshape(-1)
+    for _ in range(iterations):
+        offsets = rng.integers(-delta, delta, size=(height - 2 * delta, width - 2 * delta, 2))
+        targets, sources = shuffle_sources(height, width, delta, offsets)
+        flat[targets] = flat[sources]
+    return np.clip(gaussian(packed[..., :3] / np.float32(255), sigma), 0, 1) * 255
