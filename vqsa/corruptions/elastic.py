@@ -21,6 +21,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from ._params import get_params
+from ._util import gaussian
 
 _TRUNCATE = 3.0
 _DIRECT_MAX_TAPS = 64
@@ -35,26 +36,16 @@ def _reflect_gaussian_matrix(n: int, sigma: float) -> np.ndarray:
     return a
 
 
-def _gaussian_kernel(sigma: float) -> np.ndarray:
-    """scipy's ``gaussian_filter1d`` weights (radius ``int(truncate * sigma + 0.5)``)."""
-    radius = int(_TRUNCATE * sigma + 0.5)
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 / (sigma * sigma) * x**2)
-    return k / k.sum()
-
-
 def smooth_fields(fields: np.ndarray, sigma: float) -> np.ndarray:
     """skimage ``gaussian(f, sigma, mode='reflect', truncate=3)`` of each 2-D float64 field in ``fields`` (H, W, K).
 
-    Short kernels run as one OpenCV separable filter (``BORDER_REFLECT`` == scipy ``'reflect'``); kernels longer
-    than the image or than 64 taps as a cached dense matrix per axis (the same linear operator as scipy's).
+    Short kernels use the shared separable filter; kernels longer than ``_DIRECT_MAX_TAPS`` or than the image apply
+    a cached dense matrix per axis (the same linear operator as scipy's filter with its repeated reflections).
     """
-    if sigma == 0:
-        return fields.copy()
     h, w = fields.shape[:2]
-    k = _gaussian_kernel(sigma)
-    if k.size <= _DIRECT_MAX_TAPS and k.size // 2 < min(h, w):
-        return cv2.sepFilter2D(fields, cv2.CV_64F, k, k, borderType=cv2.BORDER_REFLECT).reshape(fields.shape)
+    radius = int(_TRUNCATE * sigma + 0.5)
+    if 2 * radius + 1 <= _DIRECT_MAX_TAPS:
+        return gaussian(fields, sigma, mode="reflect", truncate=_TRUNCATE)
     rows = _reflect_gaussian_matrix(h, float(sigma))
     cols = _reflect_gaussian_matrix(w, float(sigma))
     return np.einsum("ij,jlk,ml->imk", rows, fields, cols, optimize=True)

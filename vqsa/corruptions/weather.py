@@ -32,14 +32,16 @@ def plasma_fractal(mapsize: int, wibbledecay: float, rng: np.random.Generator) -
     step, wibble = mapsize, 100.0
     while step >= 2:
         half = step // 2
+        n = mapsize // step
+        nxt, prev = np.roll(np.arange(n), -1), np.roll(np.arange(n), 1)  # toroidal neighbour indices
         corners = grid[0::step, 0::step]
-        acc = corners + np.roll(corners, -1, axis=0)
-        acc += np.roll(acc, -1, axis=1)
+        acc = corners + corners[nxt]
+        acc += acc[:, nxt]
         grid[half::step, half::step] = acc / 4 + wibble * rng.uniform(-wibble, wibble, acc.shape)
         centres = grid[half::step, half::step]
-        acc = (centres + np.roll(centres, 1, axis=0)) + (corners + np.roll(corners, -1, axis=1))
+        acc = (centres + centres[prev]) + (corners + corners[:, nxt])
         grid[0::step, half::step] = acc / 4 + wibble * rng.uniform(-wibble, wibble, acc.shape)
-        acc = (centres + np.roll(centres, 1, axis=1)) + (corners + np.roll(corners, -1, axis=0))
+        acc = (centres + centres[:, prev]) + (corners + corners[nxt])
         grid[half::step, 0::step] = acc / 4 + wibble * rng.uniform(-wibble, wibble, acc.shape)
         step //= 2
         wibble /= wibbledecay
@@ -61,10 +63,11 @@ def fog(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) ->
     img = x / 255.0
     max_val = img.max()
     img += strength * plasma
-    out = img * max_val / (max_val + strength)
-    np.clip(out, 0, 1, out=out)
-    out *= 255
-    return out
+    img *= max_val  # in place, same rounding as the reference's img * max_val / (max_val + strength)
+    img /= max_val + strength
+    np.clip(img, 0, 1, out=img)
+    img *= 255
+    return img
 
 
 def snow(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
@@ -74,14 +77,20 @@ def snow(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -
     """
     loc, scale, zoom, threshold, radius, sigma, blend = get_params("snow", severity, profile)
     h, w = x.shape[:2]
-    img = x.astype(np.float32) / 255.0
+    img = x.astype(np.float32)
+    img /= 255.0
     layer = clipped_zoom(rng.normal(loc, scale, (h, w)), zoom)
     layer[layer < threshold] = 0
     np.clip(layer, 0, 1, out=layer)
     layer8 = (layer * 255).astype(np.uint8)  # the reference's PNG hand-off to ImageMagick (truncating)
     flakes = magick_motion_blur(layer8, radius, sigma, float(rng.uniform(-135, -45))) / 255.0
-    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None]
-    img = blend * img + (1 - blend) * np.maximum(img, grey * 1.5 + 0.5)
+    bright = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    bright *= 1.5
+    bright += 0.5
+    bright = np.maximum(img, bright[..., None])
+    bright *= 1 - blend
+    img *= blend
+    img += bright  # blend * img + (1 - blend) * max(img, 1.5 grey + 0.5), float32 as the reference
     out = img + flakes[..., None]  # float32 + float64 -> float64, summed in the reference's order
     out += flakes[::-1, ::-1, None]
     np.clip(out, 0, 1, out=out)
@@ -114,8 +123,10 @@ _MUD_RGB = np.array([63 / 255, 42 / 255, 20 / 255], np.float32)
 
 def _water(img: np.ndarray, liquid: np.ndarray, intensity: float) -> np.ndarray:
     """Spatter mode 0: water drops from the liquid layer's edges (OpenCV chain of the reference), float32 [0, 1]."""
-    # (liquid * 255).astype(uint8) wraps values above 1 modulo 256 on x86, as the reference's cast did.
-    layer8 = (liquid * 255).astype(np.int64).astype(np.uint8)
+    scaled = liquid * 255
+    if scaled.max() >= 256:  # liquid > 1 (CIFAR table): the reference's uint8 cast wrapped modulo 256 (x86)
+        np.fmod(scaled, 256, out=scaled)
+    layer8 = scaled.astype(np.uint8)
     dist = 255 - cv2.Canny(layer8, 50, 150)
     dist = cv2.distanceTransform(dist, cv2.DIST_L2, 5)
     _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
@@ -149,7 +160,8 @@ def spatter(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str
     """
     loc, scale, sigma, threshold, intensity, mode = get_params("spatter", severity, profile)
     h, w = x.shape[:2]
-    img = x.astype(np.float32) / 255.0
+    img = x.astype(np.float32)
+    img /= 255.0
     liquid = gaussian(rng.normal(loc, scale, (h, w)), sigma)
     liquid[liquid < threshold] = 0
     out = _water(img, liquid, intensity) if mode == 0 else _mud(img, liquid, threshold, intensity)
