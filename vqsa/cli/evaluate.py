@@ -1,0 +1,111 @@
+"""``vqsa evaluate``: clean / corrupted / ImageNet-R/A evaluation of a checkpoint or a model zoo classifier.
+
+Runs under ``torchrun`` unchanged (each rank evaluates a shard; counts are summed exactly). Writes results.json,
+results.csv, results.md and results.png to ``--out`` and prints the Markdown tables.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vqsa.eval.datasets import DATASETS
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        name, help=help, description=help,
+        epilog="examples:\n  vqsa evaluate --checkpoint runs/vqsa_c10 --dataset cifar10-c --data-root $VQSA_DATA\n"
+               "  vqsa evaluate --model tv:resnet50 --pretrained --dataset imagenet-c --data-root /data --amp\n"
+               "  torchrun --nproc_per_node 8 -m vqsa evaluate --checkpoint runs/r50 --dataset imagenet-c ...",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g = p.add_argument_group("model (one of)")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="run folder, model.safetensors or training checkpoint .pt")
+    src.add_argument("--model", help="model name for vqsa.create_model(..., vq=False), e.g. tv:resnet50, resnet50")
+    g.add_argument("--pretrained", action="store_true", help="with --model: load its pretrained weights")
+    g.add_argument("--num-classes", type=int, default=None, help="with --model: classes (default: the dataset's)")
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", required=True, choices=DATASETS)
+    d.add_argument("--data-root", default=None, help="data folder (default $VQSA_DATA)")
+    d.add_argument("--corruptions", nargs="+", default=None,
+                   help="names or groups (common, validation, all, noise, blur, weather, digital, none); "
+                        "default: all 19 for -c datasets, none otherwise")
+    d.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    d.add_argument("--no-clean", dest="clean", action="store_false", help="skip the clean images")
+    d.add_argument("--limit", type=int, default=None, help="same seeded random N images in every cell")
+    d.add_argument("--on-the-fly", dest="on_the_fly", action="store_true", default=None,
+                   help="corrupt the clean set in memory instead of reading released files")
+    d.add_argument("--released-only", dest="on_the_fly", action="store_false",
+                   help="fail when the released corrupted set is missing (default: fall back to on-the-fly)")
+    d.add_argument("--seed", type=int, default=0, help="seed of on-the-fly corruption and of --limit")
+    d.add_argument("--profile", default="auto", choices=("auto", "imagenet", "cifar", "tinyimagenet"),
+                   help="corruption parameter table for on-the-fly sets")
+    d.add_argument("--allow-missing", action="store_true", help="skip missing released cells and report them")
+    d.add_argument("--train-corruptions", nargs="+", default=None,
+                   help="corruptions the model was trained on (default: read from the checkpoint's config)")
+    r = p.add_argument_group("run")
+    r.add_argument("--batch-size", type=int, default=128)
+    r.add_argument("--workers", type=int, default=4, help="DataLoader workers per process")
+    r.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+    r.add_argument("--out", default=None,
+                   help="output folder (default: <run>/eval/<dataset> for a run folder, else eval/<name>-<dataset>)")
+    r.add_argument("--no-progress", dest="progress", action="store_false")
+    r.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def _build_model(args: argparse.Namespace):
+    from vqsa.eval.model import load_for_eval
+
+    if args.checkpoint:
+        if args.pretrained or args.num_classes:
+            raise ValueError("--pretrained and --num-classes apply to --model, not --checkpoint")
+        return load_for_eval(args.checkpoint)
+    from vqsa.models import create_model
+
+    num_classes = args.num_classes or (10 if args.dataset.startswith("cifar") else 1000)
+    if not args.pretrained:
+        print("vqsa evaluate: warning: --model without --pretrained evaluates random weights", file=sys.stderr)
+    model = create_model(args.model, num_classes=num_classes, pretrained=args.pretrained, vq=False)
+    label = args.model.replace(":", "_")
+    return model, {"name": args.model, "pretrained": args.pretrained, "label": label,
+                   "config": getattr(model, "model_config", None)}, None
+
+
+def _default_out(args: argparse.Namespace, info: dict) -> Path:
+    if args.checkpoint and Path(args.checkpoint).is_dir():
+        return Path(args.checkpoint) / "eval" / args.dataset
+    return Path("eval") / f"{info.get('label', 'model')}-{args.dataset}"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from vqsa.eval import evaluate
+    from vqsa.utils import distributed as dist
+
+    device = dist.init_distributed()
+    if args.device:
+        device = torch.device(args.device)
+    try:
+        model, info, train = _build_model(args)
+        results = evaluate(
+            model.to(device), args.dataset, args.data_root, args.corruptions, args.severities, clean=args.clean,
+            batch_size=args.batch_size, num_workers=args.workers, amp=args.amp, limit=args.limit,
+            on_the_fly=args.on_the_fly, seed=args.seed, profile=args.profile, allow_missing=args.allow_missing,
+            device=device, train_corruptions=args.train_corruptions or train, model_info=info,
+            progress=args.progress,
+        )
+        if dist.is_main_process():
+            out = Path(args.out) if args.out else _default_out(args, info)
+            paths = results.save(out)
+            print(results.to_markdown())
+            print("wrote " + ", ".join(str(p) for p in paths.values()))
+        dist.barrier()
+    finally:
+        if dist.is_distributed():
+            torch.distributed.destroy_process_group()
+    return 0
