@@ -22,17 +22,21 @@ import yaml
 
 @dataclass
 class ModelConfig:
-    """Arguments of ``vqsa.create_model`` (``num_classes: null`` takes the dataset's class count)."""
+    """Arguments of ``vqsa.create_model``; ``null`` means the library's default (``num_classes``: the dataset's).
+
+    Library defaults: codebook_size 10000, fusion concat, attention on for concat, distance cosine, beta 0.25.
+    ``kwargs`` go to ``create_model`` as well (e.g. ``{cifar_stem: true}``, ``{init: kmeans}``).
+    """
 
     name: str = "resnet18"
     pretrained: bool = False
     num_classes: int | None = None
     vq: bool = True
-    codebook_size: int = 10000
-    fusion: str = "concat"
-    attention: bool = True
-    distance: str = "cosine"
-    commitment_weight: float = 0.25
+    codebook_size: int | None = None
+    fusion: str | None = None
+    attention: bool | None = None
+    distance: str | None = None
+    commitment_weight: float | None = None
     kwargs: dict = field(default_factory=dict)
 
 
@@ -127,7 +131,8 @@ class TrainConfig:
 _CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "amp_dtype": ("bfloat16", "float16"),
-    "model.fusion": ("replace", "add", "concat"),
+    "model.fusion": (None, "replace", "add", "concat", "none"),
+    "model.distance": (None, "cosine", "l2"),
     "data.dataset": ("cifar10", "imagefolder", "digits"),
     "corruption.mode": ("stratified", "uniform"),
     "corruption.corrupt_on": ("cpu", "device"),
@@ -136,7 +141,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "optim.name": ("adam", "adamw", "sgd"),
     "optim.scheduler": ("cosine", "constant"),
 }
-_POSITIVE = ("epochs", "batch_size", "log_every", "model.codebook_size", "eval.batch_size")
+_POSITIVE = ("epochs", "batch_size", "log_every", "eval.batch_size")
 _NON_NEGATIVE = (
     "save_every", "data.workers", "eval.val_every", "optim.lr", "optim.weight_decay", "optim.warmup_epochs",
     "optim.min_lr", "optim.ce_weight", "optim.momentum", "optim.label_smoothing",
@@ -183,7 +188,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise TypeError(f"config key {key!r}: {value!r} matches none of {tp}")
     if origin is list:
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+            value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"config key {key!r} expects a list, got {value!r}")
         return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
@@ -233,7 +238,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     flat = flatten(cfg.to_dict())
     for key, choices in _CHOICES.items():
         if flat[key] not in choices:
-            raise ValueError(f"config key {key!r} must be one of {', '.join(choices)}; got {flat[key]!r}")
+            shown = ", ".join("null" if c is None else c for c in choices)
+            raise ValueError(f"config key {key!r} must be one of {shown}; got {flat[key]!r}")
     for key in _POSITIVE:
         if flat[key] <= 0:
             raise ValueError(f"config key {key!r} must be > 0; got {flat[key]!r}")
@@ -244,6 +250,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad = [s for s in flat[key] if not 1 <= s <= 5]
         if bad or not flat[key]:
             raise ValueError(f"config key {key!r} must list severities in 1..5; got {flat[key]!r}")
+    if cfg.model.codebook_size is not None and cfg.model.codebook_size <= 0:
+        raise ValueError(f"config key 'model.codebook_size' must be > 0; got {cfg.model.codebook_size!r}")
     cf = cfg.corruption.clean_fraction
     if cf is not None and not 0.0 <= cf <= 1.0:
         raise ValueError(f"config key 'corruption.clean_fraction' must be in [0, 1] or null; got {cf!r}")
