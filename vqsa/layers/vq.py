@@ -77,7 +77,7 @@ class VectorQuantizer(nn.Module):
             un-normalised code (the authors' choice); ``"l2"`` picks the Euclidean nearest.
         init: ``"uniform"`` draws codes from U(init_range) (the authors' U(0, 3): paper-faithful, but it collapses
             to a handful of used codes with cosine distance, see docs/models.md); ``"normal"`` draws N(0, 1);
-            ``"kmeans"`` runs k-means on the first training batch (rank 0's, broadcast to all ranks).
+            ``"kmeans"`` runs k-means++ / Lloyd on the first training batch (rank 0's, broadcast to all ranks).
         init_range: bounds of the uniform init.
         kmeans_iters: Lloyd iterations of the k-means init.
         dead_code_threshold: when > 0, every ``dead_code_interval`` training steps the codes assigned fewer than
@@ -265,23 +265,43 @@ class VectorQuantizer(nn.Module):
         self.initted.fill_(True)
 
     def _kmeans(self, x: torch.Tensor) -> torch.Tensor:
-        """Lloyd's k-means with the quantizer's own distance; centres are the mean of their raw members.
+        """k-means++ seeding then Lloyd iterations with the quantizer's own distance; centres are the mean of
+        their raw members.
 
-        With fewer rows than codes, the surplus centres start on repeated rows with a small jitter, so that they
-        are distinct (pair this with ``dead_code_threshold`` to recycle the codes that stay unused).
+        With no more rows than codes, every row is a centre already (Lloyd would not move them) and the surplus
+        centres are repeated rows with a small jitter, so that they are distinct (pair this with
+        ``dead_code_threshold`` to recycle the codes that stay unused).
         """
         n = self.codebook_size
-        centres = self._sample_rows(x, n).clone()
-        if x.shape[0] < n:
-            scale = x.std(0, keepdim=True).clamp_min(1e-6) * 0.01
-            noise = torch.randn(centres.shape, generator=self._generator).to(x.device)
-            centres += noise * scale
+        m = min(n, x.shape[0])
+        unit = F.normalize(x, dim=-1) if self.distance == "cosine" else None
+
+        def distance_to(i: torch.Tensor) -> torch.Tensor:  # squared L2, or 1 - cosine similarity, to row i
+            if unit is not None:
+                return (1 - unit @ unit[i]).clamp_min(0)
+            return (x - x[i]).pow(2).sum(-1)
+
+        first = torch.randint(x.shape[0], (), generator=self._generator)
+        centres = [x[first]]
+        gap = distance_to(first)
+        for _ in range(m - 1):  # k-means++: draw the next centre with probability proportional to its distance
+            if float(gap.sum()) <= 0:
+                break
+            pick = torch.multinomial(gap.cpu().double(), 1, generator=self._generator)[0]
+            centres.append(x[pick])
+            gap = torch.minimum(gap, distance_to(pick))
+        seeds = torch.stack(centres)
+        if seeds.shape[0] < n:
+            extra = self._sample_rows(x, n - seeds.shape[0])
+            noise = torch.randn(extra.shape, generator=self._generator).to(x.device)
+            seeds = torch.cat([seeds, extra + noise * x.std(0, keepdim=True).clamp_min(1e-6) * 0.01])
+            return seeds
         for _ in range(self.kmeans_iters):
-            assign = self._nearest(x, centres)
-            sums = torch.zeros_like(centres).index_add_(0, assign, x)
+            assign = self._nearest(x, seeds)
+            sums = torch.zeros_like(seeds).index_add_(0, assign, x)
             counts = torch.bincount(assign, minlength=n).unsqueeze(1)
-            centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
-        return centres
+            seeds = torch.where(counts > 0, sums / counts.clamp_min(1), seeds)
+        return seeds
 
     @torch.no_grad()
     def _maybe_restart(self, flat: torch.Tensor) -> None:
