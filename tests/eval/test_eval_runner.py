@@ -118,3 +118,25 @@ def test_results_validation(tmp_path):
     (tmp_path / "r.json").write_text('{"a": 1}')
     with pytest.raises(ValueError, match="not a vqsa evaluation results"):
         EvalResults.from_json(tmp_path / "r.json")
+
+
+def test_imagenet_r_scores_within_its_200_classes(tmp_path):
+    from PIL import Image
+
+    from vqsa.data.imagenet_subsets import imagenet_wnids, subset_indices
+
+    r_idx = subset_indices("imagenet-r").tolist()
+    outside = next(i for i in range(1000) if i not in r_idx)
+    a, b = r_idx[0], r_idx[-1]
+    for k, n in ((a, 3), (b, 1)):
+        d = tmp_path / "imagenet-r" / imagenet_wnids()[k]
+        d.mkdir(parents=True)
+        for j in range(n):
+            Image.fromarray(np.full((300, 260, 3), 40 * j, np.uint8)).save(d / f"{j}.png")
+    logits = torch.zeros(1000)
+    logits[outside], logits[a] = 10.0, 5.0  # best class is outside the 200; best inside is `a`
+    res = vqsa.evaluate(lambda x: logits.expand(len(x), -1), "imagenet-r", tmp_path, num_workers=0, progress=False)
+    assert (res.clean.correct, res.clean.total) == (3, 4) and res.data["class_subset"] == 200
+    (tmp_path / "imagenet-r" / imagenet_wnids()[outside]).mkdir()
+    with pytest.raises(ValueError, match="not among the 200 imagenet-r classes"):
+        vqsa.evaluate(lambda x: logits.expand(len(x), -1), "imagenet-r", tmp_path, num_workers=0, progress=False)
