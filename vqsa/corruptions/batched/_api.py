@@ -51,10 +51,8 @@ def _per_sample(value: object, n: int, what: str) -> list:
         if value.ndim != 1:
             raise ValueError(f"{what} must be a scalar or a 1-D sequence, got a tensor of shape {tuple(value.shape)}")
         value = value.tolist()
-    if isinstance(value, (str, numbers.Integral)) or value is None:
-        return [value] * n
-    if not isinstance(value, Sequence):
-        raise TypeError(f"{what} must be a scalar or a sequence with one entry per image, got {type(value).__name__}")
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        return [value] * n  # one scalar for the whole batch (its type is checked per entry)
     if len(value) != n:
         raise ValueError(f"{what} has {len(value)} entries but the batch has {n} images")
     return list(value)

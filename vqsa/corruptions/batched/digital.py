@@ -5,6 +5,8 @@ Pixelate and JPEG work on 8-bit values as Pillow does (float inputs are rounded 
 """
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torchvision.io import decode_jpeg, encode_jpeg
 
@@ -68,8 +70,10 @@ def pixelate(x: torch.Tensor, c: float, gen: torch.Generator | None, profile: st
 def jpeg_compression(x: torch.Tensor, c: int, gen: torch.Generator | None, profile: str) -> torch.Tensor:
     """JPEG round trip at quality ``c`` through torchvision (nvJPEG on CUDA tensors, libjpeg on the CPU)."""
     u8 = _round8(x * 255).to(torch.uint8)
-    encoded = encode_jpeg(list(u8.unbind(0)), quality=int(c))
-    decoded = decode_jpeg(encoded, device=x.device)
+    with warnings.catch_warnings():  # torchvision >= 0.29 flags its JPEG codec as deprecated (moving to TorchCodec)
+        warnings.filterwarnings("ignore", message=".*encoding capabilities of TorchVision", category=DeprecationWarning)
+        encoded = encode_jpeg(list(u8.unbind(0)), quality=int(c))
+        decoded = decode_jpeg(encoded, device=x.device)
     return torch.stack(decoded).to(torch.float32)
 
 
