@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -29,11 +30,16 @@ def saturate(x: np.ndarray, severity: int, rng: np.random.Generator, profile: st
 
 
 def contrast(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
-    """Pull each channel towards its spatial mean by factor ``c``; returns float in [0, 255]."""
+    """Pull each channel towards its spatial mean by factor ``c``; returns uint8.
+
+    The reference's float64 maths is evaluated once per grey level and channel and applied as a lookup table; the
+    channel means come from exact integer sums (the reference sums floats: equal up to ~1e-16).
+    """
     c = get_params("contrast", severity, profile)
-    x = x / 255.0
-    means = np.mean(x, axis=(0, 1), keepdims=True)
-    return np.clip((x - means) * c + means, 0, 1) * 255
+    means = np.array(cv2.sumElems(x)[:3]) / (255.0 * x.shape[0] * x.shape[1])
+    levels = (np.arange(256) / 255.0)[:, None]
+    table = (np.clip((levels - means) * c + means, 0, 1) * 255).astype(np.uint8)
+    return cv2.LUT(x, table.reshape(256, 1, 3))
 
 
 def pixelate(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
