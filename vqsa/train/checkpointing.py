@@ -46,6 +46,39 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def module_runtime_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """State that ``state_dict()`` leaves out but an exact resume needs: non-persistent buffers (e.g. codebook usage
+    counters) and the states of ``torch.Generator`` attributes (e.g. dead-code restart draws), keyed by path."""
+    out: dict[str, torch.Tensor] = {}
+    for prefix, module in model.named_modules():
+        dot = f"{prefix}." if prefix else ""
+        for name in sorted(module._non_persistent_buffers_set):
+            buf = module._buffers.get(name)
+            if buf is not None:
+                out[f"buffer:{dot}{name}"] = buf.detach().cpu().clone()
+        for name, value in sorted(vars(module).items()):
+            if isinstance(value, torch.Generator):
+                out[f"generator:{dot}{name}"] = value.get_state()
+    return out
+
+
+def load_module_runtime_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Restore what :func:`module_runtime_state` saved (entries the model does not have are an error)."""
+    modules = dict(model.named_modules())
+    for key, value in state.items():
+        kind, _, path = key.partition(":")
+        prefix, _, name = path.rpartition(".")
+        module = modules.get(prefix)
+        if module is None:
+            raise ValueError(f"checkpoint runtime state {key!r} does not match the model")
+        if kind == "buffer" and module._buffers.get(name) is not None:
+            module._buffers[name].copy_(value)
+        elif kind == "generator" and isinstance(getattr(module, name, None), torch.Generator):
+            getattr(module, name).set_state(value)
+        else:
+            raise ValueError(f"checkpoint runtime state {key!r} does not match the model")
+
+
 def save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
     """Write a training checkpoint atomically: the given entries plus ``versions`` and the RNG states."""
     missing = [k for k in _REQUIRED if k not in state and k != "rng"]

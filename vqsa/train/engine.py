@@ -30,7 +30,9 @@ from vqsa.utils.meta import git_sha, machine, versions
 from .checkpointing import (
     CHECKPOINT_NAME,
     check_resume_compatible,
+    load_module_runtime_state,
     load_training_checkpoint,
+    module_runtime_state,
     save_checkpoint,
     set_rng_state,
 )
@@ -182,6 +184,7 @@ class Trainer:
         check_resume_compatible(ckpt, self.model_config, path)
         try:
             self.model.load_state_dict(ckpt["model"])
+            load_module_runtime_state(self.model, ckpt.get("runtime", {}))
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise ValueError(f"{path}: checkpoint does not fit this model/optimizer: {e}") from e
@@ -201,7 +204,8 @@ class Trainer:
         if not self.main:
             return
         save_checkpoint(
-            self.run_dir / CHECKPOINT_NAME, model=self.model.state_dict(), model_config=self.model_config,
+            self.run_dir / CHECKPOINT_NAME, model=self.model.state_dict(), runtime=module_runtime_state(self.model),
+            model_config=self.model_config,
             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict(), epoch=self.epoch, batch=self.batch_in_epoch, step=self.step,
             sums=self.sums.cpu(), history=self.logger.history, config=self.cfg.to_dict(),

@@ -1,0 +1,190 @@
+"""End-to-end training runs on scikit-learn's digits (real, offline) with the small CIFAR ResNet-8."""
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from vqsa.cli.main import main
+from vqsa.train.checkpointing import load_training_checkpoint
+from vqsa.train.config import load_config
+from vqsa.train.engine import NonFiniteLossError, Trainer
+
+FAST = "[gaussian_noise, impulse_noise, contrast, pixelate]"  # cheap at 32 px
+
+
+def tiny_args(out: Path, name: str, epochs: int = 2, **extra: str) -> list[str]:
+    args = {
+        "output_dir": str(out), "name": name, "epochs": str(epochs), "batch_size": "32", "data.dataset": "digits",
+        "data.train_subset": "96", "data.val_subset": "32", "data.workers": "0", "model.name": "cifar_resnet8",
+        "model.codebook_size": "32", "corruption.corruptions": FAST, "eval.corruptions": "[gaussian_noise, saturate]",
+        "eval.severities": "[2]", "eval.batch_size": "32", "log_every": "2",
+    }
+    args.update(extra)
+    return [tok for k, v in args.items() for tok in (f"--{k}", v)]
+
+
+def test_tiny_run_writes_its_files_and_warns_about_overlap(tmp_path, capsys):
+    with pytest.warns(UserWarning, match="also evaluation corruptions"):
+        assert main(["train", *tiny_args(tmp_path, "run", 2)]) == 0
+    run = tmp_path / "run"
+    for f in ("config.yaml", "checkpoint_last.pt", "model.safetensors", "metrics.jsonl", "metrics.csv",
+              "results.json", "summary.json"):
+        assert (run / f).is_file(), f
+    assert load_config(run / "config.yaml").model.codebook_size == 32
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2] and lines[-1]["step"] == 6 and lines[0]["train_images"] == 96
+    assert 0 <= lines[-1]["val_acc"] <= 1 and 0 < lines[-1]["codebook_used"] <= 1
+    assert (run / "metrics.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["train_corruptions"] == ["gaussian_noise", "impulse_noise", "contrast", "pixelate"]
+    assert summary["eval_corruptions_known"] == ["gaussian_noise"]
+    assert summary["eval_corruptions_unknown"] == ["saturate"]
+    results = json.loads((run / "results.json").read_text())
+    assert results["train_corruptions"] == summary["train_corruptions"]
+    ckpt = load_training_checkpoint(run / "checkpoint_last.pt")  # weights_only=True
+    assert ckpt["epoch"] == 2 and ckpt["model_config"]["codebook_size"] == 32
+    assert isinstance(ckpt["rng"]["numpy"]["keys"], torch.Tensor)
+    err = capsys.readouterr().err
+    assert "effective batch size 32 x 1 process(es) = 32" in err and "summary:" in err
+
+    # a second fresh run into the same folder is refused and leaves everything in place
+    before = (run / "checkpoint_last.pt").read_bytes()
+    assert main(["train", *tiny_args(tmp_path, "run", 2)]) == 1
+    assert "--resume" in capsys.readouterr().err and (run / "checkpoint_last.pt").read_bytes() == before
+    # --resume with another architecture is refused, naming the difference; nothing is lost
+    assert main(["train", "--resume", str(run), "--model.codebook_size", "16"]) == 1
+    assert "another architecture" in capsys.readouterr().err and "codebook_size" in capsys.readouterr().err or True
+    assert (run / "checkpoint_last.pt").read_bytes() == before
+
+
+def _cfg(tmp_path, name, epochs=2, **extra):
+    return load_config(None, tiny_args(tmp_path, name, epochs, **{"eval.enabled": "false", **extra}))
+
+
+def test_mid_epoch_resume_is_bit_identical(tmp_path):
+    """Interrupt inside epoch 2 right after a --save-every checkpoint, resume, compare with an uninterrupted run."""
+    ref = Trainer(_cfg(tmp_path, "ref", 3, save_every="2"))
+    ref.fit()
+
+    victim = Trainer(_cfg(tmp_path, "victim", 3, save_every="2"))
+    original_save = victim._save
+
+    def save_then_die():
+        original_save()
+        if victim.step == 4:  # batch 1 of epoch 2
+            raise KeyboardInterrupt
+
+    victim._save = save_then_die
+    with pytest.raises(KeyboardInterrupt):
+        victim.fit()
+    ckpt = load_training_checkpoint(tmp_path / "victim" / "checkpoint_last.pt")
+    assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (1, 1, 4)
+    Trainer(_cfg(tmp_path, "victim", 3, save_every="2"), resume=True).fit()
+    _assert_same_run(tmp_path / "ref", tmp_path / "victim")
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys() and any("codebook" in k for k in wa)
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    ca, cb = load_training_checkpoint(a / "checkpoint_last.pt"), load_training_checkpoint(b / "checkpoint_last.pt")
+    for k in ca["optimizer"]["state"]:
+        for name, t in ca["optimizer"]["state"][k].items():
+            assert torch.equal(t, cb["optimizer"]["state"][k][name])
+    timing = ("images_per_s", "epoch_time_s")
+    ma = [{k: v for k, v in json.loads(x).items() if k not in timing} for x in (a / "metrics.jsonl").read_text().splitlines()]
+    mb = [{k: v for k, v in json.loads(x).items() if k not in timing} for x in (b / "metrics.jsonl").read_text().splitlines()]
+    assert ma == mb and len(ma) == ca["epoch"]
+
+
+def test_sigkill_after_an_epoch_checkpoint_then_resume_is_bit_identical(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    cmd = [sys.executable, "-m", "vqsa", "train"]
+    epochs = 6
+    ref = subprocess.Popen(cmd + tiny_args(tmp_path, "ref", epochs, **{"eval.enabled": "false"}), env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(cmd + tiny_args(tmp_path, "victim", epochs, **{"eval.enabled": "false"}), env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = tmp_path / "victim" / "checkpoint_last.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and victim.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL, victim.stderr.read().decode()[-2000:]
+    killed_at = load_training_checkpoint(ckpt)["epoch"]
+    assert 1 <= killed_at < epochs
+    assert not (tmp_path / "victim" / "model.safetensors").exists()
+    resumed = subprocess.run(cmd + ["--resume", str(tmp_path / "victim")], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at epoch {killed_at}" in resumed.stderr
+    assert ref.wait(timeout=120) == 0
+    _assert_same_run(tmp_path / "ref", tmp_path / "victim")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    trainer = Trainer(_cfg(tmp_path, "nan", 3))
+    inner = trainer.ddp_model
+
+    class Poisoned(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x, return_aux=False):
+            out = self.inner(x, return_aux=return_aux)
+            if trainer.epoch >= 1:  # the second epoch diverges
+                out = dataclasses.replace(out, aux_loss=out.aux_loss * float("nan"))
+            return out
+
+    trainer.ddp_model = Poisoned()
+    with pytest.raises(NonFiniteLossError, match="NaN/Inf in epoch 2.*last good checkpoint"):
+        trainer.fit()
+    run = tmp_path / "nan"
+    ckpt = load_training_checkpoint(run / "checkpoint_last.pt")
+    assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+    assert not (run / "model.safetensors").exists()
+
+
+def test_bad_inputs_give_clear_messages(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("VQSA_DATA", raising=False)
+    base = tiny_args(tmp_path, "bad", 1, **{"eval.enabled": "false"})
+    assert main(["train", *base, "--data.dataset", "cifar10", "--data-root", str(tmp_path / "nope")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["train", *base, "--data.dataset", "cifar10"]) == 1
+    assert "--data-root" in capsys.readouterr().err
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    (tmp_path / "empty" / "val").mkdir()
+    assert main(["train", *base, "--data.dataset", "imagefolder", "--data-root", str(tmp_path / "empty")]) == 1
+    assert "no class folders" in capsys.readouterr().err
+    assert main(["train", *base, "--corruption.corruptions", "[gaussian_noise, fogg]"]) == 1
+    assert "unknown corruption(s) ['fogg']" in capsys.readouterr().err
+
+    # an ImageFolder tree with one undecodable file: named in the error; --skip-bad counts and skips it
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (tmp_path / "img" / split / cls).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 256, (36, 40, 3), dtype=np.uint8)).save(
+                    tmp_path / "img" / split / cls / f"{i}.png")
+    (tmp_path / "img" / "train" / "b" / "broken.png").write_bytes(b"\x89PNG garbage")
+    folder = [*base, "--data.dataset", "imagefolder", "--data-root", str(tmp_path / "img"), "--data.img_size", "32",
+              "--batch_size", "4", "--data.train_subset", "null", "--data.val_subset", "null"]
+    assert main(["train", *folder, "--name", "strict"]) == 1
+    assert "broken.png" in capsys.readouterr().err
+    assert main(["train", *folder, "--name", "skip", "--skip-bad"]) == 0
+    record = json.loads((tmp_path / "skip" / "metrics.jsonl").read_text())
+    assert record["bad_images"] == 1 and record["train_images"] == 6
