@@ -114,6 +114,9 @@ def test_on_the_fly_is_deterministic_per_item():
     loaded = torch.cat([x for x, _ in DataLoader(a, batch_size=4, num_workers=2)])
     assert torch.equal(loaded, torch.stack([torch.from_numpy(f).permute(2, 0, 1) for f in forward]))
     assert "seed 7, profile cifar" in a.description
+    jpeg = CorruptedImages(base, "gaussian_noise", 3, seed=7, profile="cifar", jpeg_quality=85)
+    assert np.array_equal(jpeg.load(2)[0], jpeg.load(2)[0]) and not np.array_equal(jpeg.load(2)[0], forward[2])
+    assert "JPEG q85" in jpeg.description
 
 
 def test_packaged_wnid_lists_are_consistent():

@@ -42,6 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
     d.add_argument("--seed", type=int, default=0, help="seed of on-the-fly corruption and of --limit")
     d.add_argument("--profile", default="auto", choices=("auto", "imagenet", "cifar", "tinyimagenet"),
                    help="corruption parameter table for on-the-fly sets")
+    d.add_argument("--jpeg-quality", type=int, default=None,
+                   help="on-the-fly sets: JPEG round trip after corrupting (85 = the released ImageNet-C files)")
     d.add_argument("--allow-missing", action="store_true", help="skip missing released cells and report them")
     d.add_argument("--train-corruptions", nargs="+", default=None,
                    help="corruptions the model was trained on (default: read from the checkpoint's config)")
@@ -95,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         results = evaluate(
             model.to(device), args.dataset, args.data_root, args.corruptions, args.severities, clean=args.clean,
             batch_size=args.batch_size, num_workers=args.workers, amp=args.amp, limit=args.limit,
-            on_the_fly=args.on_the_fly, seed=args.seed, profile=args.profile, allow_missing=args.allow_missing,
+            on_the_fly=args.on_the_fly, seed=args.seed, profile=args.profile,
+            jpeg_quality=args.jpeg_quality, allow_missing=args.allow_missing,
             device=device, train_corruptions=args.train_corruptions or train, model_info=info,
             progress=args.progress,
         )

@@ -8,9 +8,9 @@ name and decoded per item, ``.npy`` arrays are memory-mapped.
 """
 from __future__ import annotations
 
+import io
 import os
 import zlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -154,19 +154,28 @@ class CorruptedImages(EvalImages):
     """``base`` corrupted on the fly by ``vqsa.corruptions.corrupt`` at one (corruption, severity).
 
     Deterministic per item: the random stream of item ``i`` is seeded from ``(seed, i, corruption, severity)``, so
-    the result does not depend on the DataLoader worker, the rank or the order of access.
+    the result does not depend on the DataLoader worker, the rank or the order of access. ``jpeg_quality=85``
+    adds the JPEG round trip of the released ImageNet-C files ("release parity").
     """
 
-    def __init__(self, base: EvalImages, corruption: str, severity: int, seed: int = 0, profile: str = "auto") -> None:
+    def __init__(
+        self, base: EvalImages, corruption: str, severity: int, seed: int = 0, profile: str = "auto",
+        jpeg_quality: int | None = None,
+    ) -> None:
         from vqsa.corruptions import CORRUPTIONS
 
         if corruption not in CORRUPTIONS:
             raise ValueError(f"unknown corruption {corruption!r}; expected one of {', '.join(CORRUPTIONS)}")
         if severity not in (1, 2, 3, 4, 5):
             raise ValueError(f"severity must be 1..5, got {severity!r}")
+        if jpeg_quality is not None and not 1 <= jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in 1..100 or None, got {jpeg_quality!r}")
         self.base, self.corruption, self.severity, self.seed, self.profile = base, corruption, severity, seed, profile
+        self.jpeg_quality = jpeg_quality
         self.num_classes = base.num_classes
-        self.description = f"{base.description}, on-the-fly {corruption} s{severity}, seed {seed}, profile {profile}"
+        jpeg = f", JPEG q{jpeg_quality}" if jpeg_quality else ""
+        self.description = (f"{base.description}, on-the-fly {corruption} s{severity}, seed {seed}, "
+                            f"profile {profile}{jpeg}")
         self._key = zlib.crc32(corruption.encode())
 
     def __len__(self) -> int:
@@ -177,7 +186,13 @@ class CorruptedImages(EvalImages):
 
         image, label = self.base.load(index)
         rng = np.random.default_rng([self.seed, index, self._key, self.severity])
-        return corrupt(image, self.severity, self.corruption, rng=rng, profile=self.profile), label
+        out = corrupt(image, self.severity, self.corruption, rng=rng, profile=self.profile)
+        if self.jpeg_quality:
+            buf = io.BytesIO()
+            Image.fromarray(out).save(buf, format="JPEG", quality=self.jpeg_quality, optimize=True)
+            with Image.open(buf) as im:
+                out = np.asarray(im.convert("RGB"))
+        return out, label
 
 
 def imagenet_c(
@@ -215,11 +230,3 @@ def cifar10_c(root: str | os.PathLike, corruption: str, severity: int) -> ArrayI
     rows = slice((severity - 1) * n, severity * n)
     return ArrayImages(images[rows], np.asarray(labels[rows]), 10, f"{path}[severity {severity}]")
 
-
-def find_dataset_dir(root: str | os.PathLike, names: Sequence[str], marker: str) -> Path | None:
-    """The first of ``root`` and ``root/<name>`` that contains ``marker`` (a file or folder name), else None."""
-    root = Path(root)
-    for cand in (root, *(root / n for n in names)):
-        if (cand / marker).exists():
-            return cand
-    return None

@@ -12,7 +12,9 @@ from importlib import resources
 import torch
 
 SUBSETS = ("imagenet-r", "imagenet-a")
-_FILES = {"imagenet": "imagenet_1k_wnids.txt", "imagenet-r": "imagenet_r_wnids.txt", "imagenet-a": "imagenet_a_wnids.txt"}
+_FILES = {
+    "imagenet": "imagenet_1k_wnids.txt", "imagenet-r": "imagenet_r_wnids.txt", "imagenet-a": "imagenet_a_wnids.txt",
+}
 
 
 @lru_cache(maxsize=None)

@@ -15,7 +15,8 @@ def _fmt(v: float | None) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    align = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"
+    lines = ["| " + " | ".join(header) + " |", align]
     return lines + ["| " + " | ".join(r) + " |" for r in rows]
 
 
@@ -35,7 +36,8 @@ def markdown_tables(runs: Sequence[EvalResults], names: Sequence[str] | None = N
     if not runs:
         raise ValueError("nothing to compare: no results given")
     labels = unique_labels(runs, names)
-    out = ["## Summary (Table 3 layout; top-1 accuracy and errors in %; known = the 15 common corruptions, unknown = the 4 held-out ones, over those evaluated)", ""]
+    out = ["## Summary (Table 3 layout; top-1 accuracy and errors in %; known = the 15 common corruptions, "
+           "unknown = the 4 held-out ones, over those evaluated)", ""]
     out += _table(
         ["model", "dataset", "clean acc", "known acc", "unknown acc", "mCE", "rel. mCE", "mean err"],
         [[lab, r.dataset, _fmt(r.clean_accuracy), _fmt(r.known_accuracy), _fmt(r.unknown_accuracy), _fmt(r.mce),

@@ -121,6 +121,7 @@ def build_plan(
     on_the_fly: bool | None = None,
     seed: int = 0,
     profile: str = "auto",
+    jpeg_quality: int | None = None,
     allow_missing: bool = False,
 ) -> EvalPlan:
     """Resolve a dataset spec into cells.
@@ -133,6 +134,7 @@ def build_plan(
         corruptions: names or groups; default all 19 for ``-c`` datasets, none for clean ones.
         on_the_fly: True generates corrupted images from the clean set; False requires released files; None uses the
             released files when found and falls back to on-the-fly generation with a warning.
+        seed / profile / jpeg_quality: of on-the-fly corruption (``jpeg_quality=85``: the released files' JPEG step).
         allow_missing: skip (and record) missing or empty released cells instead of raising.
     """
     sevs = resolve_severities(severities)
@@ -141,7 +143,7 @@ def build_plan(
         names = resolve_corruptions(corruptions)
         baseline = "alexnet" if base.num_classes == 1000 and names else None
         name = "array" if isinstance(dataset, ArrayDataset) else type(dataset).__name__
-        return _otf_plan(name, base, names, sevs, clean, seed, profile, baseline, {"root": None})
+        return _otf_plan(name, base, names, sevs, clean, seed, profile, jpeg_quality, baseline, {"root": None})
     if not isinstance(dataset, str):
         raise TypeError(f"dataset must be a name, an ArrayDataset or an EvalImages, got {type(dataset).__name__}")
     if dataset not in DATASETS:
@@ -170,7 +172,8 @@ def build_plan(
         if dataset.endswith("-c") and not on_the_fly and names:
             warnings.warn(f"no released {dataset} under {root}; corrupting {base_name} on the fly (seed {seed}, "
                           f"profile {profile})", stacklevel=2)
-        plan = _otf_plan(dataset, clean_set, names, sevs, clean, seed, profile, baseline if names else None, info)
+        plan = _otf_plan(dataset, clean_set, names, sevs, clean, seed, profile, jpeg_quality,
+                         baseline if names else None, info)
         if dataset in ("imagenet-r", "imagenet-a"):
             plan.class_subset = subset_indices(dataset)
             plan.baseline = None
@@ -192,17 +195,20 @@ def _subset_folder(dataset: str, path: Path) -> FolderImages:
 
 
 def _otf_plan(name: str, base: EvalImages, names: list[str], sevs: list[int], clean: bool, seed: int, profile: str,
-              baseline: str | None, info: dict[str, Any]) -> EvalPlan:
+              jpeg_quality: int | None, baseline: str | None, info: dict[str, Any]) -> EvalPlan:
     if len(base) == 0:
         raise ValueError(f"{base.description}: the evaluation set is empty")
     cells = [Cell("clean", 0, base)] if clean else []
-    cells += [Cell(c, s, CorruptedImages(base, c, s, seed=seed, profile=profile)) for c in names for s in sevs]
+    cells += [Cell(c, s, CorruptedImages(base, c, s, seed=seed, profile=profile, jpeg_quality=jpeg_quality))
+              for c in names for s in sevs]
     if not cells:
         raise ValueError("nothing to evaluate: clean=False and no corruptions")
     source = f"on-the-fly, seed {seed}, profile {profile}" if names else "clean images"
+    if names and jpeg_quality:
+        source += f", JPEG q{jpeg_quality}"
     return EvalPlan(name, source, baseline, base.num_classes, cells,
                     data={**info, "clean": base.description, "on_the_fly": bool(names), "seed": seed,
-                          "profile": profile})
+                          "profile": profile, "jpeg_quality": jpeg_quality})
 
 
 def _released_plan(name: str, root: Path, clean_set: EvalImages | None, names: list[str], sevs: list[int],

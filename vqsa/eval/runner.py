@@ -36,25 +36,29 @@ class CellStream(Dataset):
         if limit is not None and (not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
         self.plan = plan
-        self.indices = []
+        self.indices: list[np.ndarray | None] = []
         for cell in plan.cells:
             n = len(cell.images)
             if n == 0:
                 raise ValueError(f"{plan.dataset} cell {cell.corruption}/{cell.severity} has no images")
-            idx = np.arange(n) if limit is None or limit >= n else np.sort(
-                np.random.default_rng(seed).permutation(n)[:limit])
-            self.indices.append(idx)
-        self.offsets = np.concatenate([[0], np.cumsum([len(i) for i in self.indices])])
+            keep = None if limit is None or limit >= n else np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+            self.indices.append(keep)  # None: the whole cell (no 50k-entry index array per cell)
+        self.offsets = np.concatenate([[0], np.cumsum([self._size(i) for i in range(len(plan.cells))])])
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
+    def _size(self, cell: int) -> int:
+        keep = self.indices[cell]
+        return len(self.plan.cells[cell].images) if keep is None else len(keep)
+
     def cell_size(self, cell: int) -> int:
-        return len(self.indices[cell])
+        return int(self.offsets[cell + 1] - self.offsets[cell])
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, int, int]:
         cell = int(np.searchsorted(self.offsets, k, side="right") - 1)
-        image, label = self.plan.cells[cell].images[int(self.indices[cell][k - self.offsets[cell]])]
+        i, keep = int(k - self.offsets[cell]), self.indices[cell]
+        image, label = self.plan.cells[cell].images[i if keep is None else int(keep[i])]
         return image, label, cell
 
 
@@ -119,6 +123,7 @@ def evaluate(
     on_the_fly: bool | None = None,
     seed: int = 0,
     profile: str = "auto",
+    jpeg_quality: int | None = None,
     allow_missing: bool = False,
     device: str | torch.device | None = None,
     train_corruptions: str | Sequence[str] | None = None,
@@ -143,7 +148,7 @@ def evaluate(
         amp: bfloat16 autocast.
         limit: evaluate the same seeded random subset of this many images in every cell (RobustBench's
             ``n_examples``); metrics on a subset are estimates.
-        on_the_fly / seed / profile: see :func:`vqsa.eval.datasets.build_plan`.
+        on_the_fly / seed / profile / jpeg_quality: see :func:`vqsa.eval.datasets.build_plan`.
         allow_missing: skip missing released cells (recorded in ``results.skipped``) instead of raising.
         device: where the model runs (an ``nn.Module`` is moved there); default: the model's device.
         train_corruptions: corruptions the model was trained on; overlap with the evaluated ones warns and is recorded.
@@ -159,7 +164,7 @@ def evaluate(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     plan = build_plan(dataset, data_root, corruptions, severities, clean=clean, on_the_fly=on_the_fly, seed=seed,
-                      profile=profile, allow_missing=allow_missing)
+                      profile=profile, jpeg_quality=jpeg_quality, allow_missing=allow_missing)
     train = resolve_corruptions(train_corruptions) if train_corruptions is not None else None
     evaluated = [c.corruption for c in plan.cells if c.corruption != CLEAN]
     overlap = [c for c in dict.fromkeys(evaluated) if train and c in train]
@@ -187,7 +192,8 @@ def evaluate(
         dataset=plan.dataset, source=plan.source, baseline=plan.baseline,
         clean=next((c for c in counts if c.corruption == CLEAN), None),
         cells=[c for c in counts if c.corruption != CLEAN], skipped=plan.skipped, model=info,
-        data={**plan.data, "limit": limit, "class_subset": None if plan.class_subset is None else len(plan.class_subset)},
+        data={**plan.data, "limit": limit,
+              "class_subset": None if plan.class_subset is None else len(plan.class_subset)},
         train_corruptions=train, notes=plan.notes,
         meta={"versions": versions(), "git_sha": git_sha(), "machine": machine(),
               "world_size": dist.get_world_size(), "batch_size": batch_size, "amp": amp, "device": str(dev),
