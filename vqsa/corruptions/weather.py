@@ -3,7 +3,7 @@
 Each function follows the reference algorithm and its random draws in the reference's order (so a generator that
 replays legacy ``np.random`` draws reproduces the reference run), generalised to any H x W >= 32:
 fog crops a plasma map of side ``max(PLASMA_MAPSIZE[profile], next power of two >= max(H, W))``, snow and frost
-work on the real image size, spatter and elastic have no size assumptions.
+work on the real image size, spatter has no size assumption.
 """
 from __future__ import annotations
 
