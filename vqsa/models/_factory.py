@@ -86,35 +86,32 @@ def create_model(
 
     cifar_stem = bool(kwargs.pop("cifar_stem", False))
     mean, std = kwargs.pop("mean", None), kwargs.pop("std", None)
-    backbone, classifier = build_backbone(name, num_classes, pretrained=pretrained, cifar_stem=cifar_stem, **kwargs)
-
     config: dict[str, Any] = {"name": name, "num_classes": num_classes, "vq": vq, "fusion": fusion,
                               "attention": bool(attention)}
-    quantizer = None
     if vq:
-        vq_args = {
-            "codebook_size": explicit.get("codebook_size", DEFAULT_CODEBOOK_SIZE),
-            "distance": explicit.get("distance", "cosine"),
-            "commitment_weight": explicit.get("commitment_weight", 0.25),
+        config.update(
+            codebook_size=explicit.get("codebook_size", DEFAULT_CODEBOOK_SIZE),
+            distance=explicit.get("distance", "cosine"),
+            commitment_weight=explicit.get("commitment_weight", 0.25),
             **vq_opts,
-        }
-        quantizer = VectorQuantizer(backbone.num_features, **vq_args)
-        config.update(vq_args)
+        )
     if cifar_stem:
         config["cifar_stem"] = True
-    if mean is not None or std is not None:
-        mean = tuple(mean) if mean is not None else backbone.mean
-        std = tuple(std) if std is not None else backbone.std
-        config.update(mean=list(mean), std=list(std))
+    if mean is not None:
+        config["mean"] = [float(v) for v in mean]
+    if std is not None:
+        config["std"] = [float(v) for v in std]
     config.update(kwargs)
-    try:
-        json.dumps(config, allow_nan=False)
+    try:  # tuples come back from JSON as lists: keep the canonical (JSON) form in the config
+        config = json.loads(json.dumps(config, allow_nan=False))
     except (TypeError, ValueError) as e:
         raise TypeError(f"model options must be JSON-serialisable (they are saved with the weights): {e}") from e
-    for key in ("init_range",):  # tuples come back from JSON as lists; keep one canonical form
-        if key in config:
-            config[key] = list(config[key])
 
+    backbone, classifier = build_backbone(name, num_classes, pretrained=pretrained, cifar_stem=cifar_stem, **kwargs)
+    quantizer = None
+    if vq:
+        vq_keys = ("codebook_size", "distance", "commitment_weight", *vq_opts)
+        quantizer = VectorQuantizer(backbone.num_features, **{k: config[k] for k in vq_keys})
     return VQSAClassifier(
         backbone,
         classifier,
@@ -122,7 +119,7 @@ def create_model(
         vq=quantizer,
         fusion=fusion,
         attention=bool(attention),
-        mean=tuple(mean) if mean is not None else backbone.mean,
-        std=tuple(std) if std is not None else backbone.std,
+        mean=tuple(config.get("mean", backbone.mean)),
+        std=tuple(config.get("std", backbone.std)),
         model_config=config,
     )
