@@ -272,6 +272,16 @@ class Trainer:
             self.sums += torch.stack([loss.detach().double() * n, ce.detach().double() * n,
                                       aux.detach().double() * n, correct, self.sums.new_tensor(n), self.sums.new_zeros(())])
 
+    def _sync_buffers(self) -> None:
+        """Broadcast rank 0's persistent buffers (BatchNorm statistics): DDP syncs them before each forward, so
+        after the last step every rank holds its own; this makes the epoch's model identical on all ranks."""
+        if self.world == 1:
+            return
+        for module in self.model.modules():
+            for name, buf in module._buffers.items():
+                if buf is not None and name not in module._non_persistent_buffers_set:
+                    dist.broadcast(buf, src=0)
+
     def _usage(self) -> dict[str, float]:
         if self.vq is None:
             return {}
@@ -319,6 +329,7 @@ class Trainer:
                 self._reduced()
                 self._save()
         bar.close()
+        self._sync_buffers()
         elapsed = time.perf_counter() - t0
         s = self._reduced()
         count = max(s["count"], 1.0)
