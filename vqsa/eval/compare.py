@@ -55,8 +55,8 @@ def markdown_tables(runs: Sequence[EvalResults], names: Sequence[str] | None = N
             r = runs[0]
             errs, ce, sevs = r.errors(), r.ce(), r.severities
             rows = [[c, *(_fmt(None if s not in errs[c] else 100 * (1 - errs[c][s])) for s in sevs),
-                     _fmt(r.corruption_accuracy()[c]), _fmt(ce.get(c))] for c in corrs]
-            out += _table(["corruption", *(f"s{s}" for s in sevs), "mean", "CE"], rows)
+                     _fmt(r.corruption_accuracy()[c]), *([_fmt(ce.get(c))] if r.baseline else [])] for c in corrs]
+            out += _table(["corruption", *(f"s{s}" for s in sevs), "mean", *(["CE"] if r.baseline else [])], rows)
         else:
             accs = [r.corruption_accuracy() for r in runs]
             out += _table(["corruption", *labels], [[c, *(_fmt(a.get(c)) for a in accs)] for c in corrs])

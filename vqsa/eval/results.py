@@ -206,8 +206,9 @@ class EvalResults:
         names = self._mean_error_corruptions()
         complete = set(names) == set(metrics.KNOWN_CORRUPTIONS) and set(self._full_corruptions()) >= set(names)
         if names and not complete:
-            out["mean_error"] = (f"over {len(names)} corruption(s) ({', '.join(names)}) at severities "
-                                 f"{self.severities}, not the 15 x 5 of the standard protocol")
+            which = "the 15 common corruptions" if set(names) == set(metrics.KNOWN_CORRUPTIONS) else (
+                f"{len(names)} corruption(s) ({', '.join(names)})")
+            out["mean_error"] = f"over {which} at severities {self.severities}, not the 15 x 5 of the standard protocol"
         return out
 
     def summary(self) -> dict[str, Any]:

@@ -161,6 +161,8 @@ def evaluate(
     """
     if not callable(model):
         raise TypeError(f"model must be callable (an nn.Module or a function), got {type(model).__name__}")
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        model = model.module  # DDP's forward may broadcast buffers: a collective that uneven shards would deadlock
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     plan = build_plan(dataset, data_root, corruptions, severities, clean=clean, on_the_fly=on_the_fly, seed=seed,
