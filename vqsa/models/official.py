@@ -41,6 +41,7 @@ def convert_official_state_dict(state: dict[str, torch.Tensor], body_names: list
         else:
             raise ValueError(f"unexpected key {key!r} in the official state dict")
     out["attn.qkv.weight"] = torch.cat([state["Q"], state["K"], state["V"]], dim=0)
+    out["vq.initted"] = torch.tensor(True)  # trained codes: never k-means re-initialised
     return out
 
 

@@ -1,0 +1,146 @@
+"""save_model / load_model / load_checkpoint round trips, prefixes, safe loading and clear errors; official weights."""
+import math
+from collections import OrderedDict
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+
+import vqsa
+from vqsa.utils.io import atomic_torch_save
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    model = vqsa.create_model("cifar_resnet8", 10, codebook_size=16, init="kmeans", dead_code_threshold=1)
+    model(torch.rand(32, 3, 32, 32))  # k-means init + BN statistics move
+    return model.eval()
+
+
+def _same(a, b, x):
+    a.eval(), b.eval()
+    return torch.equal(a(x), b(x))
+
+
+def test_safetensors_round_trip(trained, tmp_path):
+    path = vqsa.save_model(trained, tmp_path / "m.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata()["format"] == "vqsa"
+    loaded = vqsa.load_model(path)
+    assert loaded.model_config == trained.model_config and not loaded.training
+    assert bool(loaded.vq.initted) and _same(trained, loaded, torch.rand(2, 3, 32, 32))
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # atomic: no temporary left
+
+
+def test_training_checkpoint_and_run_folder(trained, tmp_path):
+    x = torch.rand(2, 3, 32, 32)
+    ckpt = {"model": {f"module._orig_mod.{k}": v for k, v in trained.state_dict().items()},
+            "model_config": trained.model_config, "epoch": 3, "rng": torch.get_rng_state()}
+    atomic_torch_save(ckpt, tmp_path / "checkpoint_last.pt")
+    assert _same(trained, vqsa.load_model(tmp_path), x)  # run folder without model.safetensors
+    vqsa.save_model(trained, tmp_path / "model.safetensors")
+    assert _same(trained, vqsa.load_model(tmp_path), x)
+    (tmp_path / "empty_run").mkdir()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        vqsa.load_model(tmp_path / "empty_run")
+
+
+def test_load_checkpoint_plain_dict_with_prefixes(trained, tmp_path):
+    torch.save({f"module.{k}": v for k, v in trained.state_dict().items()}, tmp_path / "plain.pth")
+    fresh = vqsa.create_model(**trained.model_config)
+    vqsa.load_checkpoint(fresh, tmp_path / "plain.pth")
+    assert _same(trained, fresh, torch.rand(2, 3, 32, 32))
+    ddp_like = torch.nn.Module()
+    ddp_like.module = vqsa.create_model(**trained.model_config)
+    vqsa.load_checkpoint(ddp_like, tmp_path / "plain.pth")  # loads into the wrapped model
+    assert _same(trained, ddp_like.module, torch.rand(2, 3, 32, 32))
+
+
+def test_refuses_pickled_objects(trained, tmp_path):
+    torch.save({"model": trained.state_dict(), "config": OrderedDict(a=torch.nn.Linear(2, 2))}, tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="weights_only"):
+        vqsa.load_checkpoint(vqsa.create_model(**trained.model_config), tmp_path / "evil.pt")
+
+
+def test_truncated_files(trained, tmp_path):
+    good = vqsa.save_model(trained, tmp_path / "m.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(good[: len(good) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        vqsa.load_model(tmp_path / "cut.safetensors")
+    torch.save(trained.state_dict(), tmp_path / "full.pt")
+    data = (tmp_path / "full.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        vqsa.load_checkpoint(trained, tmp_path / "cut.pt")
+
+
+def test_wrong_architecture_and_head(trained, tmp_path):
+    path = vqsa.save_model(trained, tmp_path / "m.safetensors")
+    other_head = vqsa.create_model("cifar_resnet8", 5, codebook_size=16)
+    with pytest.raises(ValueError, match="reset_classifier"):
+        vqsa.load_checkpoint(other_head, path)
+    no_attn = vqsa.create_model("cifar_resnet8", 10, codebook_size=16, attention=False)
+    with pytest.raises(ValueError, match=r"1 unexpected keys \[attn.qkv.weight\]"):
+        vqsa.load_checkpoint(no_attn, path)
+    result = vqsa.load_checkpoint(no_attn, path, strict=False)
+    assert result.unexpected_keys == ["attn.qkv.weight"]
+    bigger = vqsa.create_model("cifar_resnet8", 10, codebook_size=32)
+    with pytest.raises(ValueError, match="vq.codebook"):
+        vqsa.load_checkpoint(bigger, path)
+    torch.save(trained.state_dict(), tmp_path / "no_config.pt")
+    with pytest.raises(ValueError, match="no model_config"):
+        vqsa.load_model(tmp_path / "no_config.pt")
+
+
+def _official_state_dict(n=6, classes=7, seed=0):
+    """A state dict with the authors' exact key names and shapes, on a torchvision ResNet-18 (d = 512)."""
+    torch.manual_seed(seed)
+    tv = torchvision.models.resnet18(num_classes=classes)
+    for m in tv.modules():  # non-trivial BN statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1), m.running_var.uniform_(0.5, 1.5)
+    d = tv.fc.in_features
+    body = torch.nn.Sequential(*list(tv.children())[:-2])  # resnet_layer: all children but avgpool and fc
+    state = {f"resnet_layer.{k}": v for k, v in body.state_dict().items()}
+    state["codebook.embeddings.weight"] = torch.rand(n, d) * 3
+    for key in ("K", "Q", "V"):
+        state[key] = torch.randn(d, d) * math.sqrt(2 / d)
+    fuse = torch.nn.Linear(2 * d, d)
+    state.update({"fc_fuse.0.weight": fuse.weight.detach(), "fc_fuse.0.bias": fuse.bias.detach()})
+    state.update({"fc.weight": tv.fc.weight.detach(), "fc.bias": tv.fc.bias.detach()})
+    return {f"module.{k}": v for k, v in state.items()}, body
+
+
+def _official_forward(state, body, x):
+    """The authors' eval path (with the /sqrt(2) of training), written out from official_implementation.md."""
+    s = {k.removeprefix("module."): v for k, v in state.items()}
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    feat = body.eval()((x - mean) / std).mean((2, 3))
+    emb = s["codebook.embeddings.weight"]
+    code = emb[(F.normalize(feat, dim=1) @ F.normalize(emb, dim=1).T).argmax(1)]
+    fuse = torch.stack([code, feat], dim=2)  # (B, d, 2)
+    K, Q, V = (torch.matmul(s[k], fuse) for k in ("K", "Q", "V"))
+    A = torch.softmax(K.transpose(1, 2) @ Q / math.sqrt(2), dim=1)
+    out = (V @ A).transpose(1, 2).flatten(1)
+    h = F.relu(F.linear(out, s["fc_fuse.0.weight"], s["fc_fuse.0.bias"]))
+    return F.linear(h, s["fc.weight"], s["fc.bias"])
+
+
+def test_convert_official(tmp_path):
+    state, body = _official_state_dict()
+    torch.save(state, tmp_path / "official.pth")
+    model = vqsa.convert_official(tmp_path / "official.pth", backbone="tv:resnet18")
+    cfg = model.model_config
+    assert cfg["codebook_size"] == 6 and cfg["num_classes"] == 7 and cfg["fusion"] == "concat" and cfg["attention"]
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), _official_forward(state, body, x), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="dim 512"):
+        vqsa.convert_official(state, backbone="tv:resnet50")
+    with pytest.raises(ValueError, match="official"):
+        vqsa.convert_official({"fc.weight": torch.zeros(2, 2)})
