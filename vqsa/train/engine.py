@@ -172,11 +172,11 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ setup
     def _device_corruption(self):
         try:
-            from vqsa.corruptions import corrupt_batch
+            from vqsa.corruptions.batched import corrupt_batch
         except ImportError as e:
             raise RuntimeError(
-                "corrupt_on: device needs the batched torch corruption engine (vqsa.corruptions.corrupt_batch), "
-                "which is not available yet in this version; use corrupt_on: cpu"
+                "corrupt_on: device needs the batched torch corruption engine (vqsa.corruptions.batched), which is "
+                "not available in this installation; use corrupt_on: cpu"
             ) from e
         return corrupt_batch
 
@@ -238,18 +238,11 @@ class Trainer:
         return x, y
 
     def _device_corrupt_batch(self, x: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
-        names = self.train_corruptions
-        cidx, sev = batch["corruption"].tolist(), batch["severity"].tolist()
-        hit = [i for i, c in enumerate(cidx) if c >= 0]
-        if not hit:
-            return x
+        """Apply the draw carried by the batch (corruption index, severity) with the batched engine on the device."""
+        names = [None if c < 0 else self.train_corruptions[c] for c in batch["corruption"].tolist()]
         gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 1_000_003 + self.step)
-        x = x.clone()
-        x[hit] = self._device_corrupt(
-            x[hit], [names[cidx[i]] for i in hit], [sev[i] for i in hit], generator=gen,
-            profile=self.cfg.corruption.profile,
-        )
-        return x
+        return self._device_corrupt(x, names, batch["severity"].tolist(), generator=gen,
+                                    profile=self.cfg.corruption.profile)
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         with self.autocast():
