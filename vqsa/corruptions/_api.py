@@ -34,14 +34,7 @@ def get_corruption_function(name: str) -> CorruptionFn:
     """The function implementing corruption ``name`` (imported on first use, so ``import vqsa`` stays light)."""
     if name not in _MODULES:
         raise ValueError(f"unknown corruption {name!r}; expected one of {list(CORRUPTIONS)}")
-    module_name = f"vqsa.corruptions.{_MODULES[name]}"
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name != module_name:
-            raise
-        raise NotImplementedError(f"corruption {name!r} is not available in this build ({module_name} is missing)")
-    return getattr(module, name)
+    return getattr(importlib.import_module(f"vqsa.corruptions.{_MODULES[name]}"), name)
 
 
 def get_corruption_names(subset: str = "common") -> list[str]:
@@ -134,6 +127,6 @@ def corrupt(image: np.ndarray, severity: int = 1, corruption_name: str | None = 
     resolved = resolve_profile(profile, x.shape[0], x.shape[1])
     generator = as_generator(rng)
     out = get_corruption_function(name)(x, int(severity), generator, resolved)
-    if out.dtype != np.uint8:
-        out = np.clip(out, 0, 255).astype(np.uint8)
-    return out
+    if out.dtype == np.uint8:
+        return out
+    return np.clip(out, 0, 255).astype(np.uint8)

@@ -7,8 +7,8 @@ unchanged:
 
 * gaussian_noise: ``x + N(0, c)`` per value; speckle_noise: ``x + x * N(0, c)``.
 * shot_noise: ``Poisson(x * c) / c``. The image has only 256 grey levels, so the rate takes only 256 values; the
-  draw is an exact inverse-CDF sample from per-level Poisson tables (a guide table plus a short search), ~4x faster
-  than ``Generator.poisson`` with per-pixel rates and the same distribution.
+  draw is an inverse-CDF sample (one float64 uniform per value) from cached per-level Poisson tables (a guide table
+  plus a short search), ~4x faster than ``Generator.poisson`` with per-pixel rates, same distribution.
 * impulse_noise: skimage's ``random_noise(mode="s&p", amount=c)``: every value (pixel *and* channel) is replaced with
   probability ``c``, by 0 or 255 with equal probability. One (float32) uniform per value decides both.
 """
@@ -59,52 +59,44 @@ def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator, profil
 
 
 @functools.lru_cache(maxsize=16)
-def _poisson_tables(lam_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """CDF tables of Poisson(level / 255 * lam_scale) for the 256 grey levels.
+def _poisson_tables(lam_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Inverse-CDF tables of Poisson(level / 255 * lam_scale) for the 256 grey levels, rows of K counts.
 
-    Returns (cdf rows flattened (256*K,), guide table of the first candidate k flattened (256*bins,),
-    search keys cdf + 2*level (256*K,), K).
+    Returns, all flattened over (level, ...): ``cdf`` (256*K,); ``guide`` (256*bins,) int32, the flat cdf index
+    ``level * K + k`` of the first candidate count for u in each of ``bins`` equal bins; ``keys`` = cdf + 2 * level
+    (globally increasing, for a binary search); ``result`` (256*K,) uint8, the reference's 8-bit output
+    ``np.uint8(clip(k / lam_scale, 0, 1) * 255)`` for each entry.
     """
     k_max = int(np.ceil(lam_scale + 15.0 * np.sqrt(lam_scale) + 40))
     lam = np.arange(256) / 255.0 * lam_scale
-    cdf = pdtr(np.arange(k_max)[None, :], lam[:, None])
+    counts = np.arange(k_max)
+    cdf = pdtr(counts[None, :], lam[:, None])
     cdf[:, -1] = 1.0  # the tail beyond 15 sigma + 40 has probability < 1e-40
     grid = np.arange(_GUIDE_BINS) / _GUIDE_BINS
-    guide = np.stack([np.searchsorted(row, grid, side="right") for row in cdf]).astype(np.intp).ravel()
-    keys = (cdf + 2.0 * np.arange(256)[:, None]).ravel()
-    flat = cdf.ravel()
-    for a in (flat, guide, keys):
+    guide = np.stack([np.searchsorted(row, grid, side="right") + level * k_max for level, row in enumerate(cdf)])
+    keys = cdf + 2.0 * np.arange(256)[:, None]
+    result = np.broadcast_to((np.clip(counts / lam_scale, 0, 1) * 255).astype(np.uint8), cdf.shape)
+    tables = (cdf.ravel(), guide.astype(np.int32).ravel(), keys.ravel(), np.ascontiguousarray(result).ravel())
+    for a in tables:
         a.flags.writeable = False
-    return flat, guide, keys, k_max
-
-
-def _poisson_from_levels(levels: np.ndarray, lam_scale: float, rng: np.random.Generator) -> np.ndarray:
-    """Draw ``Poisson(levels / 255 * lam_scale)`` per element of the uint8 array ``levels`` (exact inverse CDF)."""
-    flat, guide, keys, k_max = _poisson_tables(float(lam_scale))
-    lv = levels.ravel().astype(np.intp)
-    u = rng.random(lv.size)
-    base = lv * k_max
-    idx = base + np.take(guide, lv * _GUIDE_BINS + (u * _GUIDE_BINS).astype(np.intp))
-    # The answer is the number of cdf entries <= u; step forward a little, then binary-search the few left over.
-    active = np.flatnonzero(np.take(flat, idx) <= u)
-    for _ in range(2):
-        idx[active] += 1
-        active = active[flat[idx[active]] <= u[active]]
-    if active.size:
-        idx[active] = np.searchsorted(keys, u[active] + 2.0 * lv[active], side="right")
-    return (idx - base).reshape(levels.shape)
-
-
-@functools.lru_cache(maxsize=16)
-def _shot_output_table(lam_scale: float) -> np.ndarray:
-    """uint8 result of the reference's ``np.uint8(clip(k / c, 0, 1) * 255)`` for every possible count k."""
-    counts = np.arange(_poisson_tables(lam_scale)[3])
-    table = (np.clip(counts / lam_scale, 0, 1) * 255).astype(np.uint8)
-    table.flags.writeable = False
-    return table
+    return tables
 
 
 def shot_noise(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
     """Poisson (photon) noise ``Poisson(x * c) / c``; returns uint8 (the reference's float maths via a table)."""
     c = float(get_params("shot_noise", severity, profile))
-    return _shot_output_table(c)[_poisson_from_levels(x, c, rng)]
+    cdf, guide, keys, result = _poisson_tables(c)
+    levels = x.reshape(-1)
+    u = rng.random(levels.size)
+    # Inverse CDF: the count is the number of cdf entries <= u. Start from the guide table, step forward a little,
+    # then binary-search the few values left over (long lower tails of large rates).
+    idx = (u * _GUIDE_BINS).astype(np.int32)
+    idx += levels.astype(np.int32) * _GUIDE_BINS
+    idx = guide[idx]
+    active = np.flatnonzero(cdf[idx] <= u)
+    for _ in range(2):
+        idx[active] += 1
+        active = active[cdf[idx[active]] <= u[active]]
+    if active.size:
+        idx[active] = np.searchsorted(keys, u[active] + 2.0 * levels[active], side="right")
+    return result[idx].reshape(x.shape)
