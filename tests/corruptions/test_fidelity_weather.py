@@ -177,11 +177,11 @@ def test_bilinear_reflect_equals_scipy_far_outside():
         np.testing.assert_allclose(ours[..., ch], ref, rtol=0, atol=2e-7)
 
 
-def test_smooth_fields_large_sigma_equals_scipy():
-    f = np.random.default_rng(2).uniform(-1, 1, (50, 70, 2))
-    ours = elastic.smooth_fields(f, 40.0)  # 241 taps: dense-matrix path
-    for k in range(2):
-        np.testing.assert_allclose(ours[..., k], sk_gaussian(f[..., k], 40.0, mode="reflect", truncate=3), atol=1e-12)
+@pytest.mark.parametrize("sigma", [0.0, 2.44, 40.0])  # identity, separable filter, dense matrix (241 taps > 50 px)
+def test_smooth_field_equals_skimage(sigma):
+    f = np.random.default_rng(2).uniform(-1, 1, (50, 70))
+    ref = sk_gaussian(f, sigma, mode="reflect", truncate=3)
+    np.testing.assert_allclose(elastic.smooth_field(f, sigma), ref, rtol=0, atol=1e-12)
 
 
 def _reference_frost(x, c, rs, scale):

@@ -99,7 +99,7 @@ def _original(folder: Path, index: int) -> np.ndarray:
     return rgb
 
 
-@functools.lru_cache(maxsize=len(FROST_FILES) * 2)
+@functools.lru_cache(maxsize=len(FROST_FILES) * 3)
 def _decoded(folder: Path, index: int, scale: float) -> np.ndarray:
     """Texture ``index`` resized by ``scale`` with cv2 INTER_LINEAR (``fx = fy = scale``, as the reference)."""
     tex = _original(folder, index)

@@ -9,46 +9,46 @@ Reference algorithm, random draws in this order:
 3. bilinear resampling at ``(row + dy, col + dx)`` with half-sample-symmetric (``'reflect'``) borders.
 
 The parameters keep the reference's "244 * k" typo (ImageNet table) exactly. Large sigmas (ImageNet severity 1:
-170.8 px, a 1025-tap kernel) are applied as a cached dense matrix per axis, which equals scipy's filter with its
-reflect border but costs two small matrix products instead of ~100 ms of direct convolution.
+170.8 px, a 1025-tap kernel) are applied by FFT on the periodic reflect extension (see ``smooth_field``).
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy import fft as sp_fft
 
 from ._params import get_params
 from ._util import gaussian
 
 _TRUNCATE = 3.0
 _DIRECT_MAX_TAPS = 64
-"""Kernels with at most this many taps are applied directly (scipy); longer ones as a dense per-axis matrix."""
+"""Kernels with at most this many taps are applied directly; longer ones by FFT on the reflect extension."""
 
 
-@lru_cache(maxsize=16)
-def _reflect_gaussian_matrix(n: int, sigma: float) -> np.ndarray:
-    """The (n, n) matrix ``A`` with ``A @ v == gaussian_filter1d(v, sigma, mode='reflect', truncate=3)``."""
-    a = gaussian_filter1d(np.eye(n), sigma, axis=0, mode="reflect", truncate=_TRUNCATE)
-    a.flags.writeable = False
-    return a
-
-
-def smooth_fields(fields: np.ndarray, sigma: float) -> np.ndarray:
-    """skimage ``gaussian(f, sigma, mode='reflect', truncate=3)`` of each 2-D float64 field in ``fields`` (H, W, K).
-
-    Short kernels use the shared separable filter; kernels longer than ``_DIRECT_MAX_TAPS`` or than the image apply
-    a cached dense matrix per axis (the same linear operator as scipy's filter with its repeated reflections).
-    """
-    h, w = fields.shape[:2]
+def _wrapped_spectrum(n: int, sigma: float) -> np.ndarray:
+    """rfft of scipy's Gaussian kernel (truncate 3) folded onto the period ``2 n`` of the reflect extension."""
     radius = int(_TRUNCATE * sigma + 0.5)
-    if 2 * radius + 1 <= _DIRECT_MAX_TAPS:
-        return gaussian(fields, sigma, mode="reflect", truncate=_TRUNCATE)
-    rows = _reflect_gaussian_matrix(h, float(sigma))
-    cols = _reflect_gaussian_matrix(w, float(sigma))
-    return np.einsum("ij,jlk,ml->imk", rows, fields, cols, optimize=True)
+    taps = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 / (sigma * sigma) * taps.astype(np.float64) ** 2)
+    folded = np.bincount(taps % (2 * n), weights=kernel / kernel.sum(), minlength=2 * n)
+    return sp_fft.rfft(folded)
+
+
+def smooth_field(field: np.ndarray, sigma: float) -> np.ndarray:
+    """skimage ``gaussian(field, sigma, mode='reflect', truncate=3)`` of a 2-D float64 field, for any sigma.
+
+    Short kernels use the shared separable filter. Longer ones (ImageNet severity 1: sigma 170.8 px, 1025 taps, far
+    longer than the image) use that the half-sample-symmetric extension is periodic with period 2 n: per axis, a
+    circular convolution of ``[v, v[::-1]]`` with the kernel folded modulo 2 n, done by FFT (the same linear
+    operator as scipy's direct filter, ~100x faster at 224 px; single-threaded).
+    """
+    h, w = field.shape
+    if 2 * int(_TRUNCATE * sigma + 0.5) + 1 <= _DIRECT_MAX_TAPS:
+        return gaussian(field, sigma, mode="reflect", truncate=_TRUNCATE)
+    ext = np.concatenate([field, field[::-1]], axis=0)
+    out = sp_fft.irfft(sp_fft.rfft(ext, axis=0) * _wrapped_spectrum(h, sigma)[:, None], 2 * h, axis=0)[:h]
+    ext = np.concatenate([out, out[:, ::-1]], axis=1)
+    return sp_fft.irfft(sp_fft.rfft(ext, axis=1) * _wrapped_spectrum(w, sigma), 2 * w, axis=1)[:, :w]
 
 
 def random_affine(image: np.ndarray, max_shift: float, rng: np.random.Generator) -> np.ndarray:
@@ -102,10 +102,11 @@ def elastic_transform(x: np.ndarray, severity: int, rng: np.random.Generator, pr
     """ImageNet-C elastic transform (random affine + smoothed displacement field); float in [0, 255]."""
     alpha, sigma, max_shift = get_params("elastic_transform", severity, profile)
     h, w = x.shape[:2]
-    image = random_affine(x.astype(np.float32) / 255.0, max_shift, rng)
-    noise = np.stack([rng.uniform(-1, 1, size=(h, w)), rng.uniform(-1, 1, size=(h, w))], axis=-1)  # dx, then dy
-    field = (smooth_fields(noise, sigma) * alpha).astype(np.float32)
-    dx, dy = field[..., 0], field[..., 1]
+    image = x.astype(np.float32)
+    image /= 255.0
+    image = random_affine(image, max_shift, rng)
+    dx = (smooth_field(rng.uniform(-1, 1, size=(h, w)), sigma) * alpha).astype(np.float32)
+    dy = (smooth_field(rng.uniform(-1, 1, size=(h, w)), sigma) * alpha).astype(np.float32)
     rows = np.arange(h)[:, None] + dy  # int64 + float32 -> float64 sample positions, as in the reference
     cols = np.arange(w)[None, :] + dx
     out = bilinear_reflect(image, rows, cols)
