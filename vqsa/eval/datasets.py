@@ -171,7 +171,7 @@ def build_plan(
                                     + (f" and no released {dataset}" if dataset.endswith("-c") else ""))
         if dataset.endswith("-c") and not on_the_fly and names:
             warnings.warn(f"no released {dataset} under {root}; corrupting {base_name} on the fly (seed {seed}, "
-                          f"profile {profile})", stacklevel=2)
+                          f"profile {profile})", stacklevel=3)
         plan = _otf_plan(dataset, clean_set, names, sevs, clean, seed, profile, jpeg_quality,
                          baseline if names else None, info)
         if dataset in ("imagenet-r", "imagenet-a"):
@@ -229,8 +229,9 @@ def _released_plan(name: str, root: Path, clean_set: EvalImages | None, names: l
                 continue
             cells.append(Cell(c, s, images))
     if problems and not allow_missing:
+        unique = list(dict.fromkeys(problems))  # a missing CIFAR-10-C file is one problem for its 5 severities
         raise FileNotFoundError(f"{len(problems)} {name} cell(s) missing or unusable (use --allow-missing to skip "
-                                "them):\n  " + "\n  ".join(problems[:20]))
+                                "them):\n  " + "\n  ".join(unique[:20]) + ("\n  ..." if len(unique) > 20 else ""))
     if not cells:
         raise ValueError(f"nothing to evaluate in {root}: every requested cell is missing")
     num_classes = 10 if name.startswith("cifar") else 1000

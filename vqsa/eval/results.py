@@ -163,8 +163,8 @@ class EvalResults:
         full = set(self._full_corruptions())
         missing = [c for c in metrics.KNOWN_CORRUPTIONS if c not in full]
         if missing:
-            return False, ("mCE is only comparable over all 15 common corruptions at severities 1-5; incomplete: "
-                           + ", ".join(missing))
+            return False, ("mCE is only comparable over all 15 common corruptions at severities 1-5; "
+                           f"{len(missing)} of 15 missing or incomplete: " + ", ".join(missing))
         return True, None
 
     @property
