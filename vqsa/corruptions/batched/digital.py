@@ -13,9 +13,6 @@ from torchvision.io import decode_jpeg, encode_jpeg
 from ._linear import gaussian_blur2d, pil_box_matrix
 from ._ops import bilinear_gather, hsv_to_rgb, rgb_to_hsv, uniform
 
-_CV2_SUBPIXEL = 32  # cv2.warpAffine resolves sample positions to 1/32 px (INTER_TAB_SIZE)
-
-
 def contrast(x: torch.Tensor, c: float, gen: torch.Generator | None, profile: str) -> torch.Tensor:
     """``(x - m) c + m`` with m the per-image, per-channel mean."""
     m = x.mean((2, 3), keepdim=True)
@@ -34,8 +31,8 @@ def _affine_sources(n: int, h: int, w: int, max_shift: float, gen: torch.Generat
     ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
                             torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
     grid = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, h * w, 3)
+    # OpenCV >= 5 (the CPU engine) samples at the exact positions; OpenCV 3/4 rounded them to 1/32 px.
     src = (grid @ inv).reshape(n, h, w, 2)
-    src = torch.round(src * _CV2_SUBPIXEL) / _CV2_SUBPIXEL
     return src[..., 1], src[..., 0]
 
 
