@@ -35,7 +35,7 @@ def render_gallery(
     resize: int | None = 256,
     center_crop: int | None = 224,
     cell_inches: float = 1.5,
-    dpi: int = 100,
+    dpi: float | None = None,
 ) -> Path:
     """Render ``image`` under each corruption (rows, named) and severity (columns) plus the clean image; write ``out``.
 
@@ -44,6 +44,8 @@ def render_gallery(
             uint8 (H, W, 3) array (used as is).
         out: .png (default), .jpg, .pdf or .svg; written atomically.
         seed: the draws of row ``c``, column ``s`` use :func:`derive_rng` ``(seed, "gallery", c, s)``.
+        cell_inches, dpi: size of one cell; the default dpi shows the image at its own resolution (72..300 dpi),
+            so noise is not smoothed away by downsampling.
     Returns:
         the path written.
     """
@@ -66,26 +68,32 @@ def render_gallery(
         clean, label = imagenet_c_preprocess(load_rgb(image), resize, center_crop), Path(image).name
 
     h, w = clean.shape[:2]
-    cols, rows = len(sev), len(names) + 1
-    fig = Figure(figsize=(cell_inches * (cols + 0.9), cell_inches * rows * h / w + 0.4), dpi=dpi)
-    FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(rows, cols, left=0.9 / (cols + 0.9), right=0.995, bottom=0.005, top=0.985,
-                            wspace=0.04, hspace=0.06)
-    ax = fig.add_subplot(grid[0, 0])
-    _show(ax, clean)
-    ax.set_title("clean", fontsize=9)
-    ax.set_ylabel("clean", rotation=0, ha="right", va="center", fontsize=9)
     from vqsa.version import __version__
 
+    dpi = min(300.0, max(72.0, w / cell_inches)) if dpi is None else float(dpi)
+    cw, ch, gap, left, title = cell_inches, cell_inches * h / w, 0.06, 1.4, 0.3
+    fig_w = left + len(sev) * (cw + gap)
+    fig_h = gap + title + ch + title + len(names) * (ch + gap)
+    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
+    FigureCanvasAgg(fig)
+
+    def cell(row_top: float, col: int):  # row_top: inches from the top edge to the cell's top
+        return fig.add_axes(((left + col * (cw + gap)) / fig_w, 1 - (row_top + ch) / fig_h, cw / fig_w, ch / fig_h))
+
+    ax = cell(gap + title, 0)
+    _show(ax, clean)
+    ax.set_title("clean", fontsize=9)
     fig.text(
-        (0.9 + 1.15) / (cols + 0.9), 1 - 0.6 / rows, f"{label}  ({w}x{h})\nprofile {profile}, seed {seed}\n"
-        f"rows: corruptions, columns: severities\nvqsa {__version__}", fontsize=9, va="center", ha="left",
+        (left + cw + 2 * gap) / fig_w, 1 - (gap + title + ch / 2) / fig_h,
+        f"{label}  ({w}x{h})\nprofile {profile}, seed {seed}\nrows: corruptions, columns: severities\n"
+        f"vqsa {__version__}", fontsize=9, va="center", ha="left",
     )
-    for r, name in enumerate(names, start=1):
+    grid_top = gap + title + ch + title
+    for r, name in enumerate(names):
         for c, s in enumerate(sev):
-            ax = fig.add_subplot(grid[r, c])
+            ax = cell(grid_top + r * (ch + gap), c)
             _show(ax, corrupt(clean, s, name, rng=derive_rng(seed, "gallery", name, s), profile=profile))
-            if r == 1:
+            if r == 0:
                 ax.set_title(f"severity {s}", fontsize=9)
             if c == 0:
                 ax.set_ylabel(name.replace("_", " "), rotation=0, ha="right", va="center", fontsize=9)
