@@ -324,3 +324,26 @@ def test_snow_equals_reference_pipeline_with_imagemagick(magick, tmp_path, astro
         img = c[6] * img + (1 - c[6]) * np.maximum(img, cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[..., None] * 1.5 + 0.5)
         ref = np.uint8(np.clip(img + flakes + np.rot90(flakes, k=2), 0, 1) * 255)
         np.testing.assert_array_equal(_u8(weather.snow(x, severity, Legacy(severity), "imagenet")), ref)
+
+
+# ---------------------------------------------------------------------------------------------- spatter edge cases
+def test_spatter_liquid_above_one_wraps_like_the_reference(astronaut, monkeypatch):
+    """A liquid layer above 1 overflows the reference's uint8 cast (wraps modulo 256 on x86); ours does the same."""
+    layer = np.full((224, 224), 0.2)
+    layer[60:120, 80:150] = 1.3  # smoothed interior stays ~1.3 -> 331 -> wraps to 75
+
+    class Fixed:
+        def normal(self, loc, scale, size):
+            return layer.copy()
+
+    monkeypatch.setattr(np.random, "normal", lambda size, loc, scale: layer.copy())
+    x = astronaut[224]
+    ref = np.uint8(ic.spatter(Image.fromarray(x), 3)).astype(np.int16)
+    ours = _u8(weather.spatter(x, 3, Fixed(), "imagenet")).astype(np.int16)
+    assert np.abs(ours - ref).max() <= 1
+
+
+def test_spatter_without_drops_leaves_the_image_unchanged():
+    img = np.random.default_rng(0).random((32, 40, 3), dtype=np.float32)
+    out = weather._water(img.copy(), np.zeros((32, 40)), 0.6)  # the reference would produce NaN (0 / 0)
+    np.testing.assert_array_equal(out, img)
