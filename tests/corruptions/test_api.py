@@ -157,7 +157,7 @@ def test_seeded_output_is_pinned():
     assert sums == PINNED_SUMS
 
 
-PINNED_SUMS = [318217, 316055, 317874, 315781, 314578]
+PINNED_SUMS = [318217, 316055, 317874, 315781, 314344]
 
 
 @pytest.mark.parametrize("name", DETERMINISTIC)
@@ -300,8 +300,9 @@ def test_glass_shuffle_equals_sequential_loop(h, w, delta):
     rng = np.random.default_rng(h * w + delta)
     img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     for _ in range(3):
-        offsets = rng.integers(-delta, delta, size=(h - 2 * delta, w - 2 * delta, 2))
-        targets, sources = shuffle_sources(h, w, delta, offsets)
+        codes = rng.integers(0, 4 * delta * delta, size=(h - 2 * delta, w - 2 * delta))
+        offsets = np.stack([codes % (2 * delta) - delta, codes // (2 * delta) - delta], axis=-1)  # (dx, dy)
+        targets, sources = shuffle_sources(h, w, delta, codes)
         flat = img.reshape(-1, 3).copy()
         flat[targets] = flat[sources]
         assert np.array_equal(flat.reshape(img.shape), _sequential_shuffle(img, delta, offsets))

@@ -11,8 +11,9 @@
   p takes the *current* value of p + (dy, dx), dx, dy ~ U{-d, ..., d-1}. A source already visited in this iteration
   carries the value it copied, so the value p ends up with is found by following the chain of earlier-visited
   sources; the chains are resolved by pointer jumping (O(log chain length) vectorised steps). Given the same offsets
-  the result equals the sequential loop bit-for-bit; only the random stream differs (a ``np.random.Generator`` with
-  one (dx, dy) pair per visited pixel in loop order, instead of the legacy global ``np.random``).
+  the result equals the sequential loop bit-for-bit; only the random stream differs: one uniform code in
+  [0, 4 d^2) per visited pixel in loop order, encoding the independent pair (dx, dy), drawn from a
+  ``np.random.Generator`` instead of two ``randint`` calls on the legacy global ``np.random``.
 """
 from __future__ import annotations
 
@@ -83,34 +84,45 @@ def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: s
 
 
 @functools.lru_cache(maxsize=16)
-def _shuffle_grid(height: int, width: int, delta: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Loop-order grid of the visited pixels: (row loop index i, column loop index j, flat order, flat pixel)."""
+def _shuffle_grid(height: int, width: int, delta: int) -> tuple[np.ndarray, ...]:
+    """Static tables of one shuffle pass over the (H - 2 delta) x (W - 2 delta) visited pixels, in loop order.
+
+    Returns (pixel: flat image index of each visited pixel, order: its loop index, padded: its flat index in the
+    loop-order grid padded by ``delta`` on every side, loop_of_padded: padded grid -> loop index or -1 outside,
+    pixel_step / padded_step: per offset code, the flat index step to the source in the image / padded grid).
+    """
     nh, nw = height - 2 * delta, width - 2 * delta
-    i = np.arange(nh, dtype=np.int64)[:, None]
-    j = np.arange(nw, dtype=np.int64)[None, :]
+    i = np.arange(nh, dtype=np.int32)[:, None]
+    j = np.arange(nw, dtype=np.int32)[None, :]
+    pixel = ((height - delta - i) * width + (width - delta - j)).ravel()
     order = (i * nw + j).ravel()
-    pixels = ((height - delta - i) * width + (width - delta - j)).ravel()
-    for a in (i, j, order, pixels):
+    pw = nw + 2 * delta
+    padded = ((i + delta) * pw + (j + delta)).ravel()
+    loop_of_padded = np.full((nh + 2 * delta, pw), -1, np.int32)
+    loop_of_padded[delta:delta + nh, delta:delta + nw] = order.reshape(nh, nw)
+    code = np.arange(4 * delta * delta, dtype=np.int32)
+    dx, dy = code % (2 * delta) - delta, code // (2 * delta) - delta
+    pixel_step = dy * width + dx  # image row h + dy, column w + dx
+    padded_step = -(dy * pw + dx)  # loop index i - dy, j - dx
+    tables = (pixel, order, padded, loop_of_padded.ravel(), pixel_step, padded_step)
+    for a in tables:
         a.flags.writeable = False
-    return i, j, order, pixels
+    return tables
 
 
-def shuffle_sources(height: int, width: int, delta: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def shuffle_sources(height: int, width: int, delta: int, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Resolve one pass of the reference's sequential copy loop into one gather.
 
-    ``offsets`` has shape (H - 2 delta, W - 2 delta, 2) holding (dx, dy) of the visited pixels in loop order: entry
-    [i, j] belongs to row ``H - delta - i`` and column ``W - delta - j``. Returns flat pixel indices (targets,
-    sources) such that ``new[targets] = old[sources]`` equals running the loop on ``old``.
+    ``codes`` (H - 2 delta, W - 2 delta) holds one offset code per visited pixel in loop order: entry [i, j] belongs
+    to row ``H - delta - i`` and column ``W - delta - j`` and encodes ``dx = code % (2 delta) - delta``,
+    ``dy = code // (2 delta) - delta``. Returns flat pixel indices (targets, sources) such that
+    ``new[targets] = old[sources]`` equals running the loop on ``old``.
     """
-    i, j, order, targets = _shuffle_grid(height, width, delta)
-    nw = width - 2 * delta
-    dx = offsets[..., 0].astype(np.int64)
-    dy = offsets[..., 1].astype(np.int64)
-    shift = (dy * nw + dx).ravel()  # loop-order distance to the source; > 0 means visited earlier
-    earlier = ((shift > 0) & (i >= dy).ravel() & (j >= dx).ravel() & (j - dx < nw).ravel())
-    # term: the pixel whose (start-of-pass) value a chain ends on; nxt: loop index of an earlier-visited source.
-    term = targets + (dy * width + dx).ravel()
-    nxt = order - shift
+    pixel, order, padded, loop_of_padded, pixel_step, padded_step = _shuffle_grid(height, width, delta)
+    codes = codes.ravel()
+    term = pixel + pixel_step[codes]  # the pixel whose start-of-pass value a chain ends on
+    nxt = loop_of_padded[padded + padded_step[codes]]  # loop index of the source, -1 if it is never visited
+    earlier = (nxt >= 0) & (nxt < order)  # the source was visited (and overwritten) before this pixel
     # Pointer jumping: each round replaces p's link by its link's link, halving every chain.
     pending = np.flatnonzero(earlier)
     while pending.size:
@@ -120,7 +132,7 @@ def shuffle_sources(height: int, width: int, delta: int, offsets: np.ndarray) ->
         linked = earlier[q]
         earlier[pending] = linked
         pending = pending[linked]
-    return targets, term
+    return pixel, term
 
 
 def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
@@ -131,7 +143,7 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: 
     packed[..., :3] = (gaussian(x.astype(np.float32) / np.float32(255), sigma) * 255).astype(np.uint8)
     flat = packed.view(np.uint32).reshape(-1)
     for _ in range(iterations):
-        offsets = rng.integers(-delta, delta, size=(height - 2 * delta, width - 2 * delta, 2))
-        targets, sources = shuffle_sources(height, width, delta, offsets)
+        codes = rng.integers(0, 4 * delta * delta, size=(height - 2 * delta, width - 2 * delta), dtype=np.uint8)
+        targets, sources = shuffle_sources(height, width, delta, codes)
         flat[targets] = flat[sources]
     return np.clip(gaussian(packed[..., :3] / np.float32(255), sigma), 0, 1) * 255
