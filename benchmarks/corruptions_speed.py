@@ -50,16 +50,31 @@ def _input_image(size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(data.astronaut()).resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
-def _time_calls(fn: Callable[[], object], min_calls: int, min_time: float) -> dict[str, float]:
-    t0 = time.perf_counter()
-    fn()  # warm-up (JIT compilation, file reads, caches)
-    first = time.perf_counter() - t0
-    times: list[float] = []
-    while len(times) < min_calls or sum(times) < min_time:
+def _time_interleaved(fns: dict[str, Callable[[], object]], min_calls: int, min_time: float) -> dict[str, dict]:
+    """Median ms per call of each function, calling them in turn (A, B, A, B, ...) so that both see the same load.
+
+    Each function gets one untimed warm-up call first (JIT compilation, file reads, caches), then at least
+    ``min_calls`` timed calls and ``min_time`` seconds of timed calls.
+    """
+    first, times = {}, {k: [] for k in fns}
+    for k, fn in fns.items():
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return {"ms": 1e3 * statistics.median(times), "first_call_ms": 1e3 * first, "calls": len(times)}
+        first[k] = time.perf_counter() - t0
+    while any(len(t) < min_calls or sum(t) < min_time for t in times.values()):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {
+        k: {"ms": 1e3 * statistics.median(t), "first_call_ms": 1e3 * first[k], "calls": len(t)}
+        for k, t in times.items()
+    }
+
+
+def _load_average() -> float | None:
+    """1-minute load average: other processes on the machine slow both libraries down alike."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def _versions() -> dict[str, str]:
@@ -99,20 +114,19 @@ def run(args: argparse.Namespace) -> dict:
     reference, reference_name = found if found else (None, None)
     names = vc.get_corruption_names("all") if args.corruptions is None else args.corruptions
     severities = (1, 2, 3, 4, 5) if args.all_severities else tuple(args.severities)
-    rows = []
+    rows, load_before = [], _load_average()
     for size in args.sizes:
         image = _input_image(size)
         profile = vc.resolve_profile(args.profile, size, size)
         for name in names:
             for sev in severities:
                 rng = np.random.default_rng(0)
-                row = {"corruption": name, "severity": sev, "size": size, "vqsa_profile": profile}
-                row["vqsa"] = _time_calls(lambda: vc.corrupt(image, sev, name, rng=rng, profile=args.profile),
-                                          args.min_calls, args.min_time)
+                np.random.seed(0)
+                fns = {"vqsa": lambda: vc.corrupt(image, sev, name, rng=rng, profile=args.profile)}
                 if reference is not None:
-                    np.random.seed(0)
-                    row["reference"] = _time_calls(lambda: reference(image, severity=sev, corruption_name=name),
-                                                   args.min_calls, args.min_time)
+                    fns["reference"] = lambda: reference(image, severity=sev, corruption_name=name)
+                row = {"corruption": name, "severity": sev, "size": size, "vqsa_profile": profile,
+                       **_time_interleaved(fns, args.min_calls, args.min_time)}
                 rows.append(row)
                 ref = f"{row['reference']['ms']:8.3f} ms" if "reference" in row else "-"
                 print(f"  {size:>3} px  {name:<18} s{sev}  vqsa {row['vqsa']['ms']:8.3f} ms  ref {ref}",
@@ -124,6 +138,7 @@ def run(args: argparse.Namespace) -> dict:
         "command": "python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
         "core": args.core,
         "machine": {**machine(), "python": platform.python_version()},
+        "load_average": {"before": load_before, "after": _load_average()},
         "versions": _versions(),
         "git_sha": git_sha(),
         "reference": reference_name,
@@ -166,7 +181,8 @@ def markdown(result: dict) -> str:
     notes = [
         "",
         f"ms/image, median over >= {result['method']['min_calls']} calls and >= {result['method']['min_time_s']} s "
-        "after one warm-up call; one core, one thread; input skimage astronaut resized (PIL bilinear); "
+        "after one warm-up call, the two libraries called in turn; one core, one thread; input skimage astronaut "
+        "resized (PIL bilinear); "
         + ("severities 1-5." if multi_sev else f"severity {rows[0]['severity']}.")
         + (f" imagecorruptions = {result['reference']}; speed-up = imagecorruptions / vqsa." if has_ref
            else " imagecorruptions not installed: vqsa only."),
@@ -188,7 +204,8 @@ def markdown(result: dict) -> str:
         "",
         f"Command: `{result['command']}` ({result['date']}, git {str(result['git_sha'])[:10]}).",
         f"Machine: {m.get('platform')}, {m.get('processor')}, {m.get('cpu_count')} CPUs (pinned to core "
-        f"{result['core']}), Python {m.get('python')}.",
+        f"{result['core']}), Python {m.get('python')}; 1-min load average {result['load_average']['before']} "
+        f"before, {result['load_average']['after']} after.",
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
     ]
     return "\n".join(lines + notes + setup) + "\n"

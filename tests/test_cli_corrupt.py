@@ -1,6 +1,5 @@
 """`vqsa corrupt`: folder trees, CIFAR-10-C arrays, gallery, resume, determinism and error messages."""
 import io
-import os
 from pathlib import Path
 
 import numpy as np

@@ -99,7 +99,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
     p.add_argument("--jobs", type=_non_negative, default=1, metavar="N",
                    help="worker processes (0 = one per available CPU; default 1); results do not depend on it")
     p.add_argument("--seed", type=_non_negative, default=0, help="seed of all random draws (default 0)")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable/truncated source images (listed at the end)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable/truncated source images (listed at the end)")
     p.add_argument("--data-root", metavar="DIR", help="CIFAR-10 location for --cifar10 (default: $VQSA_DATA)")
     p.add_argument("--limit", type=int, metavar="N", help="--cifar10: a fixed random subset of N test images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -18,7 +18,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
@@ -49,7 +49,6 @@ class WriteSummary:
     stale_removed: int
     seconds: float
     unit: str = "files"
-    details: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         rate = f" ({self.written / self.seconds:.1f} {self.unit}/s)" if self.written and self.seconds > 0 else ""
@@ -269,7 +268,10 @@ def _corrupt_file(job: _FolderJob, rel: PurePosixPath) -> tuple[int, int, str | 
             return 0, skipped, str(e)
         raise BadImageError(f"{e} (pass --skip-bad / skip_bad=True to skip unreadable files)") from None
     for c, s, path in todo:
-        out = corrupt(image, s, c, rng=derive_rng(job.seed, rel.as_posix(), c, s), profile=job.profile)
+        try:
+            out = corrupt(image, s, c, rng=derive_rng(job.seed, rel.as_posix(), c, s), profile=job.profile)
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise RuntimeError(f"{os.fspath(job.src / rel)!r}: {c} severity {s} failed: {e}") from e
         atomic_write_bytes(path, encode_image(out, job.jpeg_quality))
     return len(todo), skipped, None
 
@@ -326,17 +328,13 @@ def corrupt_folder(
     start, stale = time.perf_counter(), _remove_stale_temporaries(job.dst)
     written = skipped = 0
     bad: list[str] = []
-    per_file = len(job.corruptions) * len(job.severities)
     with _progress_bar(len(files), "images", progress) as bar:
         for _, (w, s, b) in _run_tasks(_corrupt_file, [(job, rel) for rel in files], jobs):
             written, skipped = written + w, skipped + s
             if b is not None:
                 bad.append(b)
             bar.update(1)
-    return WriteSummary(
-        written, skipped, tuple(bad), stale, time.perf_counter() - start, "files",
-        {"images": len(files), "outputs_per_image": per_file},
-    )
+    return WriteSummary(written, skipped, tuple(bad), stale, time.perf_counter() - start, "files")
 
 
 def _check_unique_outputs(files: Sequence[PurePosixPath], jpeg_quality: int | None) -> None:
@@ -442,7 +440,7 @@ def corrupt_arrays(
             bar.update(result.shape[1])
             if all(p is not None for p in parts[name]):
                 _save_npy(dst / f"{name}.npy", np.concatenate(parts.pop(name), axis=1).reshape(shape))
-    return WriteSummary(len(todo), skipped, (), stale, time.perf_counter() - start, "arrays", {"rows": shape[0]})
+    return WriteSummary(len(todo), skipped, (), stale, time.perf_counter() - start, "arrays")
 
 
 def corrupt_cifar10(
@@ -583,9 +581,12 @@ def _single_threaded_children() -> Iterator[None]:
 
 
 def _init_worker() -> None:
+    import signal
+
     import cv2
 
     cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent, which cancels the queue
 
 
 def _run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], jobs: int) -> Iterator[tuple[int, Any]]:
