@@ -111,7 +111,8 @@ def frost(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) 
     texture = frost_texture(index, FROST_SCALE[profile], h, w)
     top = int(rng.integers(0, texture.shape[0] - h))
     left = int(rng.integers(0, texture.shape[1] - w))
-    out = img_weight * x + frost_weight * texture[top:top + h, left:left + w]
+    out = np.multiply(texture[top:top + h, left:left + w], frost_weight, dtype=np.float64)
+    out += np.multiply(x, img_weight, dtype=np.float64)  # = a * x + b * crop exactly (float addition commutes)
     np.clip(out, 0, 255, out=out)
     return out
 
