@@ -12,3 +12,13 @@ __all__ += [
     "ArrayImages", "CorruptedImages", "EvalImages", "FolderImages", "cifar10_c", "imagenet_c",
     "imagenet_wnids", "subset_indices", "subset_mask", "subset_wnids", "wnid_to_index",
 ]
+
+# Training datasets (issue 4): seeded uint8 transforms, the clean + corrupted mixing of Eq. 1, ImageFolder sources.
+from .folder import ImageFolderSource  # noqa: E402
+from .mixed import CLEAN, ArraySource, BadImageError, CorruptionSchedule, MixedCorruptionDataset, collate_mixed  # noqa: E402
+from .transforms import EvalTransform, TrainTransform, to_float  # noqa: E402
+
+__all__ += [
+    "CLEAN", "ArraySource", "BadImageError", "CorruptionSchedule", "EvalTransform", "ImageFolderSource",
+    "MixedCorruptionDataset", "TrainTransform", "collate_mixed", "to_float",
+]
