@@ -29,16 +29,22 @@ def rgb2hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def hsv2rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
     """(H, S, V) arrays of equal shape (...) -> float RGB of shape (..., 3)."""
-    hi = np.floor(h * 6)
-    f = h * 6 - hi
-    p = v * (1 - s)
-    q = v * (1 - f * s)
-    t = v * (1 - (1 - f) * s)
+    h6 = h * 6
+    hi = np.floor(h6)
+    f = np.subtract(h6, hi, out=h6)
     n = h.size
-    planes = np.concatenate([v.ravel(), t.ravel(), p.ravel(), q.ravel()])
+    planes = np.empty(4 * n)  # [v, t, p, q] back to back, gathered by sector below
+    v_, t, p, q = (planes[k * n:(k + 1) * n].reshape(h.shape) for k in range(4))
+    v_[...] = v
+    np.multiply(v, 1 - f * s, out=q)
+    np.multiply(v, 1 - (1 - f) * s, out=t)
+    np.multiply(v, 1 - s, out=p)
     sector = hi.astype(np.intp).ravel() % 6
     base = np.arange(n)
     out = np.empty(h.shape + (3,))
     for c in range(3):  # one gather per output channel
-        out[..., c] = planes[_SECTOR_SOURCES[:, c][sector] * n + base].reshape(h.shape)
+        idx = _SECTOR_SOURCES[:, c][sector]
+        idx *= n
+        idx += base
+        out[..., c] = planes[idx].reshape(h.shape)
     return out

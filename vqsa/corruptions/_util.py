@@ -55,6 +55,16 @@ def gaussian(x: np.ndarray, sigma: float, *, mode: str = "nearest", truncate: fl
     return ndi.gaussian_filter(x, sigmas, mode=mode, truncate=truncate)
 
 
+def to_uint8(y: np.ndarray) -> np.ndarray:
+    """The reference's output step ``np.uint8(np.clip(y, 0, 1) * 255)`` (truncation), done in place on ``y``.
+
+    ``y`` must be a float array owned by the caller (it is overwritten); the values equal the out-of-place maths.
+    """
+    np.clip(y, 0, 1, out=y)
+    y *= 255
+    return y.astype(np.uint8)
+
+
 @functools.lru_cache(maxsize=256)
 def zoom_axis_matrix(n: int, zoom: float) -> sp.csr_matrix:
     """The (n x n) linear map of one axis of the reference's ``clipped_zoom(img, zoom)``.

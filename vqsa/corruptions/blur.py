@@ -24,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._params import get_params
-from ._util import clipped_zoom, gaussian, zoom_axis_matrix
+from ._util import clipped_zoom, gaussian, to_uint8, zoom_axis_matrix
 
 _ZOOM_OPERATOR_MAX_PIXELS = 256 * 256
 
@@ -45,16 +45,16 @@ def disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
 
 
 def defocus_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
-    """Convolution with the anti-aliased disk (border reflect-101, as OpenCV's default); deterministic."""
+    """Convolution with the anti-aliased disk (border reflect-101, as OpenCV's default); deterministic, uint8."""
     radius, alias_blur = get_params("defocus_blur", severity, profile)
     out = cv2.filter2D(x / 255.0, -1, disk_kernel(radius, alias_blur))
-    return np.clip(out, 0, 1) * 255
+    return to_uint8(out)
 
 
 def gaussian_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
-    """Gaussian blur with sigma ``c`` px (mode nearest, truncate 4); deterministic."""
+    """Gaussian blur with sigma ``c`` px (mode nearest, truncate 4); deterministic, uint8."""
     sigma = get_params("gaussian_blur", severity, profile)
-    return np.clip(gaussian(x / 255.0, sigma), 0, 1) * 255
+    return to_uint8(gaussian(x / 255.0, sigma))
 
 
 @functools.lru_cache(maxsize=5)
@@ -69,7 +69,7 @@ def _zoom_blur_operator(height: int, width: int, zooms: tuple[float, ...]) -> sp
 
 
 def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
-    """Average of the image and its centre zooms by the reference's factors; deterministic."""
+    """Average of the image and its centre zooms by the reference's factors; deterministic, uint8."""
     zooms = tuple(float(z) for z in get_params("zoom_blur", severity, profile))
     height, width = x.shape[:2]
     img = x / 255.0
@@ -80,7 +80,7 @@ def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: s
         for z in zooms:
             out += clipped_zoom(img, z)
         out /= len(zooms) + 1
-    return np.clip(out, 0, 1) * 255
+    return to_uint8(out)
 
 
 @functools.lru_cache(maxsize=16)
@@ -136,7 +136,7 @@ def shuffle_sources(height: int, width: int, delta: int, codes: np.ndarray) -> t
 
 
 def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
-    """Gaussian blur, local pixel shuffle (``iterations`` passes, max offset ``delta``), Gaussian blur."""
+    """Gaussian blur, local pixel shuffle (``iterations`` passes, max offset ``delta``), Gaussian blur; uint8."""
     sigma, delta, iterations = get_params("glass_blur", severity, profile)
     height, width = x.shape[:2]
     packed = np.zeros((height, width, 4), np.uint8)  # RGB + pad byte, moved as one uint32 per pixel
@@ -146,4 +146,4 @@ def glass_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: 
         codes = rng.integers(0, 4 * delta * delta, size=(height - 2 * delta, width - 2 * delta), dtype=np.uint8)
         targets, sources = shuffle_sources(height, width, delta, codes)
         flat[targets] = flat[sources]
-    return np.clip(gaussian(packed[..., :3] / np.float32(255), sigma), 0, 1) * 255
+    return to_uint8(gaussian(packed[..., :3] / np.float32(255), sigma))

@@ -13,20 +13,21 @@ from PIL import Image
 
 from ._color import hsv2rgb, rgb2hsv
 from ._params import get_params
+from ._util import to_uint8
 
 
 def brightness(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
-    """Add ``c`` to the HSV value channel (clipped to 1); returns float in [0, 255]."""
+    """Add ``c`` to the HSV value channel (clipped to 1); returns uint8."""
     c = get_params("brightness", severity, profile)
     h, s, v = rgb2hsv(x / 255.0)
-    return np.clip(hsv2rgb(h, s, np.clip(v + c, 0, 1)), 0, 1) * 255
+    return to_uint8(hsv2rgb(h, s, np.clip(v + c, 0, 1)))
 
 
 def saturate(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
-    """Scale and offset the HSV saturation, ``S * c0 + c1`` clipped to [0, 1]; returns float in [0, 255]."""
+    """Scale and offset the HSV saturation, ``S * c0 + c1`` clipped to [0, 1]; returns uint8."""
     scale, offset = get_params("saturate", severity, profile)
     h, s, v = rgb2hsv(x / 255.0)
-    return np.clip(hsv2rgb(h, np.clip(s * scale + offset, 0, 1), v), 0, 1) * 255
+    return to_uint8(hsv2rgb(h, np.clip(s * scale + offset, 0, 1), v))
 
 
 def contrast(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:

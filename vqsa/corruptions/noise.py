@@ -20,29 +20,30 @@ import numpy as np
 from scipy.special import pdtr
 
 from ._params import get_params
+from ._util import to_uint8
 
 _GUIDE_BINS = 1024
 
 
 def gaussian_noise(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
-    """Additive Gaussian noise with std ``c`` on [0, 1]; returns float in [0, 255]."""
+    """Additive Gaussian noise with std ``c`` on [0, 1]; returns uint8."""
     c = get_params("gaussian_noise", severity, profile)
     x = x / np.float32(255)
     noise = rng.standard_normal(size=x.shape, dtype=np.float32)
     noise *= np.float32(c)
     noise += x
-    return np.clip(noise, 0, 1, out=noise) * np.float32(255)
+    return to_uint8(noise)
 
 
 def speckle_noise(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
-    """Multiplicative Gaussian noise ``x + x * N(0, c)``; returns float in [0, 255]."""
+    """Multiplicative Gaussian noise ``x + x * N(0, c)``; returns uint8."""
     c = get_params("speckle_noise", severity, profile)
     x = x / np.float32(255)
     noise = rng.standard_normal(size=x.shape, dtype=np.float32)
     noise *= np.float32(c)
     noise *= x
     noise += x
-    return np.clip(noise, 0, 1, out=noise) * np.float32(255)
+    return to_uint8(noise)
 
 
 def impulse_noise(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
