@@ -182,3 +182,19 @@ def test_frost_texture_enlarged_minimally():
     assert _frost.frost_texture(1, 1.0, 224, 224).shape == (315, 560, 3)  # reference size: no rescale
     with pytest.raises(ValueError, match="index"):
         _frost.frost_texture(5, 1.0, 32, 32)
+
+
+@pytest.mark.data
+def test_real_imagenet_images_at_natural_resolution(imagenet_sample):
+    """Natural-size ImageNet photos (non-square, often larger than a frost texture): every corruption runs."""
+    from PIL import Image
+
+    files = sorted(imagenet_sample.rglob("*.JPEG"))[:3]
+    assert files, "imagenet_sample holds no JPEG"
+    for i, path in enumerate(files):
+        with Image.open(path) as im:
+            x = np.asarray(im.convert("RGB"))
+        for name in NAMES:
+            out = corrupt(x, 5, name, rng=i)
+            assert out.shape == x.shape and out.dtype == np.uint8
+            assert np.abs(out.astype(np.int16) - x).mean() > 1.0, (name, path.name)
