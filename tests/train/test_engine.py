@@ -188,3 +188,12 @@ def test_bad_inputs_give_clear_messages(tmp_path, capsys, monkeypatch):
     assert main(["train", *folder, "--name", "skip", "--skip-bad"]) == 0
     record = json.loads((tmp_path / "skip" / "metrics.jsonl").read_text())
     assert record["bad_images"] == 1 and record["train_images"] == 6
+
+
+def test_pairs_with_device_side_corruption(tmp_path):
+    """--corruption.pairs puts the clean and the corrupted view of each image in the batch; --corrupt-on device
+    applies the same per-sample draw with the batched engine after the batch is moved."""
+    cfg = _cfg(tmp_path, "pairs", 1, **{"corruption.pairs": "true", "corrupt_on": "device"})
+    summary = Trainer(cfg).fit()
+    record = json.loads((tmp_path / "pairs" / "metrics.jsonl").read_text())
+    assert record["train_images"] == 2 * 96 and summary["steps"] == 3
