@@ -1,4 +1,4 @@
-"""``corrupt_batch``: validation, per-sample grouping by (corruption, severity), dispatch and scatter-back."""
+"""``corrupt_batch``: validation, per-sample grouping by corruption, dispatch and scatter-back."""
 from __future__ import annotations
 
 import numbers
@@ -9,6 +9,7 @@ import torch
 from .._api import MIN_SIZE, resolve_profile
 from .._params import CORRUPTIONS, PARAMS
 from . import blur, digital, frost, noise, weather
+from ._ops import host_tensor
 
 OPS = {**noise.OPS, **blur.OPS, **weather.OPS, **frost.OPS, **digital.OPS}
 CLEAN_NAMES = ("clean", "identity")
@@ -85,10 +86,10 @@ def _base_seed(generator: torch.Generator | None, device: torch.device) -> int:
     return int(torch.randint(0, _SEED_MASK, (1,), generator=generator, device=generator.device).item())
 
 
-def _group_generator(base: int, name: str, severity: int, device: torch.device) -> torch.Generator:
-    """Independent stream of one (corruption, severity) group: a call's outcome for a group depends only on its
-    images, the call's base seed and the group key, so per-sample mixing equals separate calls."""
-    key = CORRUPTIONS.index(name) * 8 + severity + 1
+def _group_generator(base: int, name: str, device: torch.device) -> torch.Generator:
+    """Independent stream of one corruption's group: a call's outcome for a group depends only on its images and
+    severities, the call's base seed and the corruption, so per-sample mixing equals separate calls."""
+    key = CORRUPTIONS.index(name) + 1
     seed = (base ^ (key * 0x9E3779B97F4A7C15)) & _SEED_MASK
     return torch.Generator(device=device).manual_seed(seed)
 
@@ -122,27 +123,27 @@ def corrupt_batch(images: torch.Tensor, corruptions: object, severities: object 
 
 def corrupt_groups(images: torch.Tensor, names: list[str | None], severities: list[int], base: int,
                    profile: str) -> torch.Tensor:
-    """Core of :func:`corrupt_batch` on validated input: one batched op per (corruption, severity), scattered back.
-
-    ``names[i]`` is a corruption name or None (identity); ``base`` seeds the per-group random streams.
-    """
+    """Core of :func:`corrupt_batch` on validated input: one batched op per corruption (each image with its own
+    severity), scattered back. ``names[i]`` is a corruption name or None (identity); ``base`` seeds the streams."""
     b, _, h, w = images.shape
     resolved = resolve_profile(profile, h, w)
-    groups: dict[tuple[str, int], list[int]] = {}
-    for i, (name, sev) in enumerate(zip(names, severities)):
+    groups: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
         if name is not None:
-            groups.setdefault((name, sev), []).append(i)
+            groups.setdefault(name, []).append(i)
     out = images.clone()  # identity samples keep their exact values
     if not groups:
         return out
     x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-    for (name, sev), idx in sorted(groups.items(), key=lambda kv: (CORRUPTIONS.index(kv[0][0]), kv[0][1])):
-        gen = _group_generator(base, name, sev, images.device)
-        param = PARAMS[resolved][name][sev - 1]
+    for name in sorted(groups, key=CORRUPTIONS.index):
+        idx = groups[name]
+        gen = _group_generator(base, name, images.device)
+        sevs = [severities[i] for i in idx]
         if len(idx) == b:
-            return _to_dtype(OPS[name](x, param, gen, resolved), images.dtype)
-        index = torch.tensor(idx, device=images.device)
-        out.index_copy_(0, index, _to_dtype(OPS[name](x.index_select(0, index), param, gen, resolved), images.dtype))
+            return _to_dtype(OPS[name](x, sevs, PARAMS[resolved][name], gen, resolved), images.dtype)
+        index = host_tensor(idx, images.device, torch.long)
+        y = OPS[name](x.index_select(0, index), sevs, PARAMS[resolved][name], gen, resolved)
+        out.index_copy_(0, index, _to_dtype(y, images.dtype))
     return out
 
 

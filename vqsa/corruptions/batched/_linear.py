@@ -38,18 +38,21 @@ def _gaussian_matrix_np(n: int, sigma: float, mode: str, truncate: float) -> np.
     return gaussian_filter1d(np.eye(n), sigma, axis=0, mode=mode, truncate=truncate)
 
 
-def gaussian_matrix(n: int, sigma: float, mode: str, truncate: float, device: torch.device) -> torch.Tensor:
-    """(n, n) matrix of scipy ``gaussian_filter1d(., sigma, mode=mode, truncate=truncate)`` on a length-n axis."""
-    key = ("gauss", n, float(sigma), mode, float(truncate))
-    return on_device(key, lambda: _gaussian_matrix_np(n, float(sigma), mode, float(truncate)), device)
+def gaussian_stack(n: int, sigmas: tuple[float, ...], mode: str, truncate: float,
+                   device: torch.device) -> torch.Tensor:
+    """(len(sigmas), n, n): scipy ``gaussian_filter1d(., sigma, mode=mode, truncate=truncate)`` per sigma."""
+    sigmas = tuple(float(s) for s in sigmas)
+    key = ("gauss", n, sigmas, mode, float(truncate))
+    return on_device(key, lambda: np.stack([_gaussian_matrix_np(n, s, mode, float(truncate)) for s in sigmas]),
+                     device)
 
 
-def gaussian_blur2d(x: torch.Tensor, sigma: float, mode: str = "nearest", truncate: float = 4.0) -> torch.Tensor:
-    """scipy/skimage Gaussian filter over the last two axes of ``x`` (any leading shape), same sigma on both."""
-    h, w = x.shape[-2:]
-    a_h = gaussian_matrix(h, sigma, mode, truncate, x.device)
-    a_w = gaussian_matrix(w, sigma, mode, truncate, x.device)
-    return a_h @ x @ a_w.T
+def apply_rows_cols(rows: torch.Tensor, x: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``rows @ x @ cols.T`` over the last two axes of ``x`` (N, H, W) or (N, C, H, W); ``rows``/``cols`` are one
+    matrix for the whole batch (2-D) or one per sample (3-D, leading N)."""
+    if rows.ndim == 3 and x.ndim == 4:
+        rows, cols = rows[:, None], cols[:, None]
+    return rows @ x @ cols.transpose(-1, -2)
 
 
 @functools.lru_cache(maxsize=256)
@@ -69,9 +72,26 @@ def _pil_box_matrix_np(n_in: int, n_out: int) -> np.ndarray:
     return out
 
 
-def pil_box_matrix(n_in: int, n_out: int, device: torch.device) -> torch.Tensor:
-    """(n_out, n_in) matrix of Pillow's ``resize(..., Image.BOX)`` along one axis (before 8-bit rounding)."""
-    return on_device(("box", n_in, n_out), lambda: _pil_box_matrix_np(n_in, n_out), device)
+def pil_box_stack(n: int, sizes: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pillow ``resize(..., Image.BOX)`` along one axis of length ``n`` down to each of ``sizes`` and back up.
+
+    Returns ``down`` (len(sizes), max(sizes), n) and ``up`` (len(sizes), n, max(sizes)), zero-padded beyond each
+    size, so that one batched product handles samples with different target sizes.
+    """
+    m = max(sizes)
+
+    def build(down: bool) -> np.ndarray:
+        out = np.zeros((len(sizes), m, n) if down else (len(sizes), n, m))
+        for i, s in enumerate(sizes):
+            if down:
+                out[i, :s, :] = _pil_box_matrix_np(n, s)
+            else:
+                out[i, :, :s] = _pil_box_matrix_np(s, n)
+        return out
+
+    key = ("box", n, tuple(sizes))
+    return on_device(key + ("down",), lambda: build(True), device), on_device(key + ("up",), lambda: build(False),
+                                                                              device)
 
 
 def zoom_geometry(n: int, zoom: float) -> tuple[int, int, int, int]:

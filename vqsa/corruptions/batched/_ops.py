@@ -6,33 +6,77 @@ it. Nothing here loops over pixels; loops run over kernel taps or zoom factors o
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._linear import zoom_geometry
+from ._linear import apply_rows_cols, gaussian_stack, zoom_geometry
 
 HALF_Q16 = 0.5 / 257.0
 """Half a 16-bit quantum in 8-bit grey levels (ImageMagick Q16 rounding before the 8-bit truncation)."""
 
 
-def motion_weights(radius: float, sigma: float) -> torch.Tensor:
-    """ImageMagick's one-sided Gaussian trail weights (``2 ceil(radius) + 1`` taps, float64, sum 1), on the CPU."""
-    width = 2 * math.ceil(radius) + 1
-    i = np.arange(width, dtype=np.float64)
-    w = np.exp(-(i**2) / (2.0 * sigma**2))
-    return torch.from_numpy(w / w.sum())
+def host_tensor(values: Sequence, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A small tensor built on the host and sent to ``device`` without a stream synchronisation (pinned, async)."""
+    t = torch.tensor(values, dtype=dtype)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
-def motion_offsets(angle_deg: torch.Tensor, taps: int) -> tuple[torch.Tensor, torch.Tensor]:
+def per_sample(values: Sequence[float], sevs: list[int], device: torch.device,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(N,) tensor of ``values[severity - 1]`` for each sample's severity."""
+    return host_tensor([values[s - 1] for s in sevs], device, dtype)
+
+
+def column(t: torch.Tensor) -> torch.Tensor:
+    """(N,) -> (N, 1, 1, 1) for broadcasting a per-sample value over images."""
+    return t.reshape(-1, 1, 1, 1)
+
+
+def pick(stack: torch.Tensor, sevs: list[int]) -> torch.Tensor:
+    """``stack[severity - 1]``: one entry for the whole batch when all severities agree, else one per sample."""
+    if len(set(sevs)) == 1:
+        return stack[sevs[0] - 1]
+    return stack[host_tensor([s - 1 for s in sevs], stack.device, torch.long)]
+
+
+def gaussian_blur(x: torch.Tensor, sigmas: Sequence[float], sevs: list[int], mode: str = "nearest",
+                  truncate: float = 4.0) -> torch.Tensor:
+    """scipy/skimage Gaussian filter over the last two axes of ``x`` with sigma ``sigmas[severity - 1]`` per sample."""
+    h, w = x.shape[-2:]
+    rows = pick(gaussian_stack(h, tuple(sigmas), mode, truncate, x.device), sevs)
+    cols = pick(gaussian_stack(w, tuple(sigmas), mode, truncate, x.device), sevs)
+    return apply_rows_cols(rows, x, cols)
+
+
+def motion_kernels(radius: Sequence[float], sigma: Sequence[float], sevs: list[int],
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageMagick's one-sided Gaussian trail per sample: weights (N, T) zero-padded to the longest trail, and the
+    trail widths (N,) (``2 ceil(radius) + 1`` taps; weights exp(-i^2 / 2 sigma^2), normalised)."""
+    widths = [2 * math.ceil(r) + 1 for r in radius]
+    taps = max(widths[s - 1] for s in sevs)
+    table = np.zeros((len(widths), taps))
+    for k, (wd, sg) in enumerate(zip(widths, sigma)):
+        if wd <= taps:
+            i = np.arange(wd, dtype=np.float64)
+            table[k, :wd] = np.exp(-(i**2) / (2.0 * sg**2))
+            table[k] /= table[k].sum()
+    return (host_tensor(table[[s - 1 for s in sevs]], device),
+            per_sample(widths, sevs, device, torch.float64))
+
+
+def motion_offsets(angle_deg: torch.Tensor, widths: torch.Tensor, taps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample integer tap offsets ``(dy, dx)``, each (N, taps), for angles (N,) in degrees.
 
-    Same float expression as ImageMagick (and the CPU engine): ``ceil(i * (w sin a) / hypot - 1/2)``; computed in
-    float64 so that ties fall as on the CPU.
+    Same float expression as ImageMagick (and the CPU engine): ``ceil(i * (w sin a) / hypot - 1/2)`` with ``w`` the
+    sample's trail width; computed in float64 so that ties fall as on the CPU.
     """
     a = torch.deg2rad(angle_deg.to(torch.float64))
-    py, px = taps * torch.sin(a), taps * torch.cos(a)
+    py, px = widths * torch.sin(a), widths * torch.cos(a)
     hyp = torch.hypot(py, px)
     i = torch.arange(taps, dtype=torch.float64, device=angle_deg.device)
     dy = torch.ceil(i[None] * (py / hyp)[:, None] - 0.5).long()
@@ -43,12 +87,12 @@ def motion_offsets(angle_deg: torch.Tensor, taps: int) -> tuple[torch.Tensor, to
 def line_blur(x: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
     """Per-sample weighted sum of shifted copies with edge replication (a motion-blur trail).
 
-    ``x`` (N, C, H, W); ``weights`` (T,) shared by all samples; ``dy``/``dx`` (N, T) integer offsets: output pixel
-    (y, x) accumulates ``weights[t] * x[clamp(y + dy[t]), clamp(x + dx[t])]``. One gather per tap over the whole
-    batch (a grouped convolution with per-sample kernels, written as a gather because the kernel is a thin line).
+    ``x`` (N, C, H, W); ``weights``/``dy``/``dx`` (N, T): output pixel (y, x) accumulates
+    ``weights[t] * x[clamp(y + dy[t]), clamp(x + dx[t])]``. One gather per tap over the whole batch (a grouped
+    convolution with per-sample kernels, written as a gather because each kernel is a thin line).
     """
     n, c, h, w = x.shape
-    taps = weights.numel()
+    taps = weights.shape[1]
     pad = taps - 1  # |offset| <= taps - 1
     xp = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     hp, wp = h + 2 * pad, w + 2 * pad
@@ -58,23 +102,31 @@ def line_blur(x: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, dx: torc
     base = (rows[:, None] * wp + cols[None, :]).reshape(1, 1, h * w)
     shift = (dy * wp + dx).reshape(n, taps, 1)
     out = torch.zeros(n, c, h * w, dtype=x.dtype, device=x.device)
-    for t, wt in enumerate(weights.tolist()):
+    for t in range(taps):
         idx = (base + shift[:, t:t + 1]).expand(n, c, h * w)
-        out.add_(torch.gather(flat, 2, idx), alpha=wt)
+        out.addcmul_(torch.gather(flat, 2, idx), weights[:, t].reshape(n, 1, 1).to(x.dtype))
     return out.reshape(n, c, h, w)
 
 
-def clipped_zoom(x: torch.Tensor, zoom: float) -> torch.Tensor:
-    """The reference ``clipped_zoom`` of a batch (N, C, H, W): centre crop, corner-aligned bilinear zoom, centre trim.
+def _zoom_axis(n: int, zooms: Sequence[float | None], device: torch.device) -> torch.Tensor:
+    """Normalised (align_corners) source coordinates (N, n) of the reference ``clipped_zoom`` on one axis, per zoom."""
+    coords = []
+    for z in zooms:
+        if z is None:  # no zoom at this step for this sample: any valid coordinates (weighted by 0 later)
+            coords.append(np.arange(n, dtype=np.float64))
+            continue
+        top, crop, out, trim = zoom_geometry(n, z)
+        coords.append(top + np.arange(trim, trim + n) * ((crop - 1) / (out - 1)))
+    return host_tensor(np.stack(coords) * (2.0 / (n - 1)) - 1.0, device)
 
-    Each axis uses its own side (identical to the reference on square images).
-    """
-    h, w = x.shape[-2:]
-    top_h, crop_h, out_h, trim_h = zoom_geometry(h, zoom)
-    top_w, crop_w, out_w, trim_w = zoom_geometry(w, zoom)
-    crop = x[..., top_h:top_h + crop_h, top_w:top_w + crop_w]
-    z = F.interpolate(crop, size=(out_h, out_w), mode="bilinear", align_corners=True)
-    return z[..., trim_h:trim_h + h, trim_w:trim_w + w]
+
+def clipped_zoom(x: torch.Tensor, zooms: Sequence[float | None]) -> torch.Tensor:
+    """The reference ``clipped_zoom`` of each image of (N, C, H, W) by its own factor (``zooms``, one per sample):
+    centre crop, corner-aligned bilinear zoom, centre trim; each axis uses its own side. One ``grid_sample``."""
+    n, _, h, w = x.shape
+    gy = _zoom_axis(h, zooms, x.device)[:, :, None].expand(n, h, w)
+    gx = _zoom_axis(w, zooms, x.device)[:, None, :].expand(n, h, w)
+    return F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border", align_corners=True)
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
@@ -110,9 +162,9 @@ def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
     return torch.gather(vals, 1, idx)
 
 
-def uniform(shape: tuple[int, ...], low: float, high: float, gen: torch.Generator | None,
-            device: torch.device) -> torch.Tensor:
-    """float32 U(low, high) of ``shape`` on ``device`` from ``gen``."""
+def uniform(shape: tuple[int, ...], low: float | torch.Tensor, high: float | torch.Tensor,
+            gen: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """float32 U(low, high) of ``shape`` on ``device`` from ``gen`` (bounds may be tensors broadcasting to shape)."""
     return torch.rand(shape, generator=gen, device=device) * (high - low) + low
 
 

@@ -1,6 +1,4 @@
-"""Blur corruptions, batched: defocus, glass, motion, zoom and gaussian blur.
-
-Each op maps a float32 batch (N, 3, H, W) in [0, 1] to float32 values in [0, 255] (before the uint8 truncation).
+"""Blur corruptions, batched: defocus, glass, motion, zoom and gaussian blur (op signature: see :mod:`.noise`).
 
 Glass blur: the reference's pixel shuffle is a sequential chain of copies (rows then columns in descending order,
 pixel (h, w) takes the current value of (h + dy, w + dx), offsets in [-d, d - 1]). Every pixel is written once per
@@ -16,19 +14,31 @@ import torch
 import torch.nn.functional as F
 
 from ..blur import disk_kernel
-from ._linear import gaussian_blur2d, on_device
-from ._ops import HALF_Q16, clipped_zoom, line_blur, motion_offsets, motion_weights, uniform
+from ._linear import on_device
+from ._ops import (HALF_Q16, clipped_zoom, column, gaussian_blur as _gaussian, host_tensor, line_blur, motion_kernels,
+                   motion_offsets, per_sample, pick, uniform)
 
 
-def defocus_blur(x: torch.Tensor, c: tuple, gen: torch.Generator | None, profile: str) -> torch.Tensor:
+def _disk_stack(table: tuple, size: int) -> np.ndarray:
+    out = np.zeros((len(table), size, size))
+    for i, (radius, alias) in enumerate(table):
+        k = disk_kernel(radius, alias)
+        if k.shape[0] <= size:
+            p = (size - k.shape[0]) // 2
+            out[i, p:p + k.shape[0], p:p + k.shape[1]] = k
+    return out
+
+
+def defocus_blur(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
+                 profile: str) -> torch.Tensor:
     """Correlation with the anti-aliased disk (cv2.filter2D semantics: centred, REFLECT_101 border)."""
-    radius, alias = c
-    k = on_device(("disk", float(radius), float(alias)), lambda: disk_kernel(radius, alias), x.device)
+    size = max(disk_kernel(*table[s - 1]).shape[0] for s in set(sevs))  # zero-padded kernels act as the small ones
+    k = pick(on_device(("disk", tuple(table), size), lambda: _disk_stack(table, size), x.device), sevs)
     n, ch, h, w = x.shape
-    p = k.shape[-1] // 2
+    p = size // 2
     xp = F.pad(x.reshape(1, n * ch, h, w), (p, p, p, p), mode="reflect")
-    # depthwise (grouped) convolution: ~10x faster than a 1-channel conv over N*C images on the CPU
-    weight = k.expand(n * ch, 1, *k.shape)
+    # depthwise (grouped) convolution with one kernel per image: ~10x faster than 1-channel convs on the CPU
+    weight = k.expand(n * ch, 1, size, size) if k.ndim == 2 else k.repeat_interleave(ch, 0)[:, None]
     return F.conv2d(xp, weight, groups=n * ch).reshape(n, ch, h, w).clamp_(0, 1).mul_(255)
 
 
@@ -36,7 +46,8 @@ def shuffle_chain(img: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, d: int)
     """One iteration of the reference's sequential local pixel "shuffle" (copy chain), computed in parallel.
 
     ``img`` (N, C, H, W); ``dy``/``dx`` (N, H - 2d, W - 2d) integer offsets in [-d, d - 1] for the target pixels
-    rows/cols ``d + 1 .. H - d`` (resp. W), visited in descending order by the reference.
+    rows/cols ``d + 1 .. H - d`` (resp. W), visited in descending order by the reference. A (0, 0) offset copies a
+    pixel onto itself, which is how samples with a larger delta or fewer iterations mask pixels out.
     """
     n, c, h, w = img.shape
     dev = img.device
@@ -63,40 +74,57 @@ def shuffle_chain(img: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, d: int)
     return torch.gather(img.reshape(n, c, h * w), 2, idx[:, None].expand(n, c, h * w)).reshape(n, c, h, w)
 
 
-def glass_blur(x: torch.Tensor, c: tuple, gen: torch.Generator | None, profile: str) -> torch.Tensor:
+def glass_blur(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
+               profile: str) -> torch.Tensor:
     """Gaussian blur, 8-bit truncation, ``iterations`` rounds of the local pixel copy chain, Gaussian blur again."""
-    sigma, d, iterations = c
-    d, iterations = int(d), int(iterations)
+    sigmas = [c[0] for c in table]
+    deltas = [int(table[s - 1][1]) for s in sevs]
+    rounds = [int(table[s - 1][2]) for s in sevs]
     n, _, h, w = x.shape
-    img = torch.floor(gaussian_blur2d(x, sigma) * 255)
+    img = torch.floor(_gaussian(x, sigmas, sevs) * 255)
+    d = min(deltas)
     th, tw = h - 2 * d, w - 2 * d
     if th > 0 and tw > 0:
-        for _ in range(iterations):
-            off = torch.randint(-d, d, (n, 2, th, tw), generator=gen, device=x.device)
+        delta = host_tensor(deltas, x.device).reshape(n, 1, 1)
+        rows = torch.arange(d + 1, h - d + 1, device=x.device).reshape(1, th, 1)
+        cols = torch.arange(d + 1, w - d + 1, device=x.device).reshape(1, 1, tw)
+        # targets of each sample: rows/cols delta + 1 .. side - delta
+        inside = (rows > delta) & (rows <= h - delta) & (cols > delta) & (cols <= w - delta)
+        for it in range(max(rounds)):
+            active = inside & host_tensor([it < r for r in rounds], x.device, torch.bool).reshape(n, 1, 1)
+            u = torch.rand((n, 2, th, tw), generator=gen, device=x.device)
+            off = (torch.floor(u * (2 * delta[:, None])) - delta[:, None]).long() * active[:, None]
             img = shuffle_chain(img, off[:, 1], off[:, 0], d)
-    return gaussian_blur2d(img / 255, sigma).clamp_(0, 1).mul_(255)
+    return _gaussian(img / 255, sigmas, sevs).clamp_(0, 1).mul_(255)
 
 
-def motion_blur(x: torch.Tensor, c: tuple, gen: torch.Generator | None, profile: str) -> torch.Tensor:
+def motion_blur(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
+                profile: str) -> torch.Tensor:
     """ImageMagick motion blur with a per-sample angle ``U(-45, 45)``; the 8-bit result as ImageMagick Q16 rounds it."""
-    radius, sigma = c
-    weights = motion_weights(radius, sigma)
+    weights, widths = motion_kernels([c[0] for c in table], [c[1] for c in table], sevs, x.device)
     angle = uniform((x.shape[0],), -45.0, 45.0, gen, x.device)
-    dy, dx = motion_offsets(angle, weights.numel())
+    dy, dx = motion_offsets(angle, widths, weights.shape[1])
     return line_blur(x * 255, weights, dy, dx).add_(HALF_Q16).clamp_(0, 255)
 
 
-def zoom_blur(x: torch.Tensor, c: np.ndarray, gen: torch.Generator | None, profile: str) -> torch.Tensor:
-    """Mean of the image and its centre zooms by each factor (the factor list starts at 1, counted twice)."""
-    out = x.clone()
-    for z in c.tolist():
-        out += x if z == 1 else clipped_zoom(x, z)
-    return out.div_(len(c) + 1).clamp_(0, 1).mul_(255)
+def zoom_blur(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
+              profile: str) -> torch.Tensor:
+    """Mean of the image and its centre zooms by each factor (the factor lists start at 1, counted twice)."""
+    factors = [table[s - 1].tolist() for s in sevs]
+    counts = [len(f) for f in factors]
+    out = x * 2  # factor 1.0: the image itself, once more
+    for j in range(1, max(counts)):
+        zoomed = clipped_zoom(x, [f[j] if j < len(f) else None for f in factors])
+        if min(counts) <= j:  # some samples have no factor j
+            zoomed *= column(host_tensor([float(j < c) for c in counts], x.device))
+        out += zoomed
+    return out.div_(column(per_sample([len(f) + 1 for f in table], sevs, x.device))).clamp_(0, 1).mul_(255)
 
 
-def gaussian_blur(x: torch.Tensor, c: float, gen: torch.Generator | None, profile: str) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
+                  profile: str) -> torch.Tensor:
     """skimage ``gaussian`` (mode 'nearest', truncate 4) on every channel."""
-    return gaussian_blur2d(x, c).clamp_(0, 1).mul_(255)
+    return _gaussian(x, table, sevs).clamp_(0, 1).mul_(255)
 
 
 OPS = {

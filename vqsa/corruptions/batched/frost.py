@@ -11,6 +11,7 @@ import torch
 
 from .._frost import FROST_FILES, frost_texture
 from .._params import FROST_SCALE
+from ._ops import column, per_sample
 
 _STACKS: dict[tuple, tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]] = {}
 _STACKS_MAX = 8
@@ -33,7 +34,8 @@ def texture_stack(profile: str, height: int, width: int,
     return _STACKS[key]
 
 
-def frost(x: torch.Tensor, c: tuple, gen: torch.Generator | None, profile: str) -> torch.Tensor:
+def frost(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
+          profile: str) -> torch.Tensor:
     """``clip(c0 * x + c1 * crop)`` in 0..255 units, crop of a uniformly chosen texture at a uniform offset."""
     n, _, h, w = x.shape
     stack, sizes, _ = texture_stack(profile, h, w, x.device)
@@ -45,7 +47,8 @@ def frost(x: torch.Tensor, c: tuple, gen: torch.Generator | None, profile: str) 
     cols = left[:, None] + torch.arange(w, device=x.device)
     crop = stack[k[:, None, None, None], torch.arange(3, device=x.device)[None, :, None, None],
                  rows[:, None, :, None], cols[:, None, None, :]]
-    return (c[0] * torch.floor(x * 255 + 0.5) + c[1] * crop.float()).clamp_(0, 255)
+    image_weight, frost_weight = (column(per_sample([c[i] for c in table], sevs, x.device)) for i in (0, 1))
+    return (image_weight * torch.floor(x * 255 + 0.5) + frost_weight * crop.float()).clamp_(0, 255)
 
 
 OPS = {"frost": frost}
