@@ -1,6 +1,9 @@
 """corrupt() / get_corruption_names() contract, parameter tables, input validation and the shared helpers."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
@@ -324,3 +327,17 @@ def test_color_maths_equals_skimage():
         np.testing.assert_array_equal(plane, expected[..., k])
     expected[..., 1] = np.clip(expected[..., 1] * 3 + 0.1, 0, 1)
     np.testing.assert_array_equal(hsv2rgb(expected[..., 0], expected[..., 1], v), skcolor.hsv2rgb(expected))
+
+
+def test_import_is_light_and_batched_engine_reexported():
+    code = ("import sys, vqsa.corruptions as c; c.corrupt(__import__('numpy').zeros((32, 32), 'uint8'), 1, 'contrast');"
+            "assert 'torch' not in sys.modules and 'vqsa.corruptions.motion' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    import vqsa
+    import vqsa.corruptions as corruptions
+    from vqsa.corruptions.batched import RandomCorruption, corrupt_batch
+
+    assert corruptions.corrupt_batch is corrupt_batch is vqsa.corrupt_batch
+    assert corruptions.RandomCorruption is RandomCorruption
+    with pytest.raises(AttributeError, match="no attribute"):
+        corruptions.not_a_name  # noqa: B018

@@ -2,11 +2,26 @@
 
 ``corrupt(image, severity, corruption_name)`` is a drop-in for ``imagecorruptions.corrupt`` with an ``rng`` for
 reproducible draws and a ``profile`` selecting the per-dataset parameter table. See docs/corruptions.md.
+The batched torch engine (``corrupt_batch``, ``RandomCorruption``) lives in :mod:`vqsa.corruptions.batched` and is
+re-exported here lazily, so importing the CPU engine does not import torch.
 """
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from ._api import MIN_SIZE, as_generator, corrupt, get_corruption_function, get_corruption_names, resolve_profile
 from ._params import CORRUPTIONS, PARAMS, PROFILES, SUBSETS
 
+_BATCHED = ("RandomCorruption", "corrupt_batch")
+
 __all__ = [
     "CORRUPTIONS", "MIN_SIZE", "PARAMS", "PROFILES", "SUBSETS", "as_generator", "corrupt",
-    "get_corruption_function", "get_corruption_names", "resolve_profile",
+    "get_corruption_function", "get_corruption_names", "resolve_profile", *_BATCHED,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _BATCHED:
+        return getattr(importlib.import_module("vqsa.corruptions.batched"), name)
+    raise AttributeError(f"module 'vqsa.corruptions' has no attribute {name!r}")
