@@ -72,6 +72,19 @@ def _time_interleaved(fns: dict[str, Callable[[], object]], min_calls: int, min_
     }
 
 
+def _engine_modified() -> bool | None:
+    """Whether vqsa/ differs from the recorded commit (None when git is not available)."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--", "vqsa"], cwd=root, capture_output=True,
+                             text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip())
+
+
 def _load_average() -> float | None:
     """1-minute load average: other processes on the machine slow both libraries down alike."""
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
@@ -141,6 +154,7 @@ def run(args: argparse.Namespace) -> dict:
         "load_average": {"before": load_before, "after": _load_average()},
         "versions": _versions(),
         "git_sha": git_sha(),
+        "vqsa_modified": _engine_modified(),
         "reference": reference_name,
         "method": {"min_calls": args.min_calls, "min_time_s": args.min_time, "input": "skimage astronaut, "
                    "PIL bilinear resize", "threads": 1, "profile": args.profile},
@@ -202,7 +216,8 @@ def markdown(result: dict) -> str:
     m, v = result["machine"], result["versions"]
     setup = [
         "",
-        f"Command: `{result['command']}` ({result['date']}, git {str(result['git_sha'])[:10]}).",
+        f"Command: `{result['command']}` ({result['date']}, git {str(result['git_sha'])[:10]}"
+        + (" + uncommitted changes in vqsa/" if result["vqsa_modified"] else "") + ").",
         f"Machine: {m.get('platform')}, {m.get('processor')}, {m.get('cpu_count')} CPUs (pinned to core "
         f"{result['core']}), Python {m.get('python')}; 1-min load average {result['load_average']['before']} "
         f"before, {result['load_average']['after']} after.",

@@ -179,11 +179,15 @@ def imagenet_c_preprocess(image: Image.Image, resize: int | None = 256, center_c
 
 
 def encode_image(array: np.ndarray, jpeg_quality: int | None = None) -> bytes:
-    """PNG (lossless) bytes, or JPEG bytes at ``jpeg_quality`` with ``optimize=True`` (as the ImageNet-C release)."""
+    """PNG (lossless) bytes, or JPEG bytes at ``jpeg_quality`` with ``optimize=True`` (as the ImageNet-C release).
+
+    PNG uses zlib level 1: about 4x faster than Pillow's default level 6 for files only ~6 % larger (at 224 px the
+    default level costs more than most corruptions).
+    """
     buf = io.BytesIO()
     img = Image.fromarray(array)
     if jpeg_quality is None:
-        img.save(buf, format="PNG")
+        img.save(buf, format="PNG", compress_level=1)
     else:
         img.save(buf, format="JPEG", quality=jpeg_quality, optimize=True)
     return buf.getvalue()
