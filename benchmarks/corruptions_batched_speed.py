@@ -35,7 +35,7 @@ def _image(size: int) -> np.ndarray:
     from PIL import Image
     from skimage import data
 
-    return np.asarray(Image.fromarray(data.astronaut()).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return np.array(Image.fromarray(data.astronaut()).resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
 def _median_seconds(fn: Callable[[], object], sync: Callable[[], None], min_calls: int, min_time: float) -> float:

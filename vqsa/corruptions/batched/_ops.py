@@ -18,12 +18,16 @@ HALF_Q16 = 0.5 / 257.0
 """Half a 16-bit quantum in 8-bit grey levels (ImageMagick Q16 rounding before the 8-bit truncation)."""
 
 
-def host_tensor(values: Sequence, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A small tensor built on the host and sent to ``device`` without a stream synchronisation (pinned, async)."""
-    t = torch.tensor(values, dtype=dtype)
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Send a small host tensor to ``device`` without a stream synchronisation (pinned memory, async copy on CUDA)."""
     if device.type == "cuda":
         return t.pin_memory().to(device, non_blocking=True)
     return t.to(device)
+
+
+def host_tensor(values: Sequence, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A small tensor built on the host from ``values`` and sent to ``device`` with :func:`to_device`."""
+    return to_device(torch.tensor(values, dtype=dtype), device)
 
 
 def per_sample(values: Sequence[float], sevs: list[int], device: torch.device,

@@ -17,6 +17,7 @@ from torch import nn
 from .._params import SUBSETS
 from .._api import resolve_profile
 from ._api import _SEED_MASK, _check_images, _name, corrupt_groups
+from ._ops import to_device
 
 CLEAN = -1
 """Corruption label of the identity (severity label 0), as in ``vqsa.data.mixed``."""
@@ -106,7 +107,7 @@ class RandomCorruption(nn.Module):
         out = corrupt_groups(images, names, cells[:, 1].tolist(), base, self.profile)
         if not return_labels:
             return out
-        labels = cells.to(images.device)
+        labels = to_device(cells, images.device)
         return out, (labels[:, 0], torch.where(labels[:, 0] == CLEAN, 0, labels[:, 1]))
 
     def get_extra_state(self) -> dict:
