@@ -5,6 +5,7 @@ it. Nothing here loops over pixels; loops run over kernel taps or zoom factors o
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -112,22 +113,33 @@ def line_blur(x: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, dx: torc
     return out.reshape(n, c, h, w)
 
 
+@functools.lru_cache(maxsize=1024)
+def _zoom_coords(n: int, zoom: float | None) -> np.ndarray:
+    """Normalised (align_corners) source coordinates (n,) of the reference ``clipped_zoom`` on one axis of length n.
+
+    ``None`` (no zoom at this step for this sample) gives the identity; such samples are weighted by 0 later.
+    """
+    if zoom is None:
+        src = np.arange(n, dtype=np.float64)
+    else:
+        top, crop, out, trim = zoom_geometry(n, zoom)
+        src = top + np.arange(trim, trim + n) * ((crop - 1) / (out - 1))
+    return src * (2.0 / (n - 1)) - 1.0
+
+
 def _zoom_axis(n: int, zooms: Sequence[float | None], device: torch.device) -> torch.Tensor:
-    """Normalised (align_corners) source coordinates (N, n) of the reference ``clipped_zoom`` on one axis, per zoom."""
-    coords = []
-    for z in zooms:
-        if z is None:  # no zoom at this step for this sample: any valid coordinates (weighted by 0 later)
-            coords.append(np.arange(n, dtype=np.float64))
-            continue
-        top, crop, out, trim = zoom_geometry(n, z)
-        coords.append(top + np.arange(trim, trim + n) * ((crop - 1) / (out - 1)))
-    return host_tensor(np.stack(coords) * (2.0 / (n - 1)) - 1.0, device)
+    """(N, n) or, when every sample has the same zoom, (1, n) coordinates for :func:`clipped_zoom`."""
+    distinct = set(zooms)
+    if len(distinct) == 1:
+        return host_tensor(_zoom_coords(n, zooms[0])[None], device)
+    return host_tensor(np.stack([_zoom_coords(n, z) for z in zooms]), device)
 
 
 def clipped_zoom(x: torch.Tensor, zooms: Sequence[float | None]) -> torch.Tensor:
     """The reference ``clipped_zoom`` of each image of (N, C, H, W) by its own factor (``zooms``, one per sample):
     centre crop, corner-aligned bilinear zoom, centre trim; each axis uses its own side. One ``grid_sample``."""
     n, _, h, w = x.shape
+    zooms = [None if z is None else float(z) for z in zooms]
     gy = _zoom_axis(h, zooms, x.device)[:, :, None].expand(n, h, w)
     gx = _zoom_axis(w, zooms, x.device)[:, None, :].expand(n, h, w)
     return F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border", align_corners=True)
