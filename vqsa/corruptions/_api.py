@@ -105,8 +105,8 @@ def corrupt(image: np.ndarray, severity: int = 1, corruption_name: str | None = 
     """Corrupt one image; a drop-in for ``imagecorruptions.corrupt`` with seeding and per-dataset parameter tables.
 
     Args:
-        image: uint8 array (H, W), (H, W, 1) or (H, W, 3) with H, W >= 32. Grey images are replicated to RGB and,
-            as in imagecorruptions, the result is (H, W, 3).
+        image: uint8 array (H, W), (H, W, 1) or (H, W, 3) with H, W >= 32. Grey images are replicated to RGB,
+            corrupted, and converted back to grey with ITU-R 601 luma (PIL's ``convert("L")``).
         severity: 1..5.
         corruption_name: one of ``get_corruption_names("all")``; takes precedence over ``corruption_number``.
         corruption_number: index 0..18 into that list (used when ``corruption_name`` is None).
@@ -116,7 +116,8 @@ def corrupt(image: np.ndarray, severity: int = 1, corruption_name: str | None = 
             (Tiny-ImageNet-C, 64 px) or "auto" (by min(H, W): <= 40 cifar, <= 80 tinyimagenet, else imagenet).
 
     Returns:
-        uint8 array (H, W, 3): the corrupted image, clipped to [0, 255] and truncated like the reference.
+        uint8 array of the input's shape: the corrupted image, clipped to [0, 255] and truncated like the
+        reference. (imagecorruptions documents "same shape as input" but returns (H, W, 3) for grey input.)
     """
     name = _resolve_name(corruption_name, corruption_number)
     if not isinstance(severity, numbers.Integral) or isinstance(severity, bool):
@@ -127,6 +128,14 @@ def corrupt(image: np.ndarray, severity: int = 1, corruption_name: str | None = 
     resolved = resolve_profile(profile, x.shape[0], x.shape[1])
     generator = as_generator(rng)
     out = get_corruption_function(name)(x, int(severity), generator, resolved)
-    if out.dtype == np.uint8:
+    if out.dtype != np.uint8:
+        out = np.clip(out, 0, 255).astype(np.uint8)
+    if image.ndim == 3 and image.shape[2] == 3:
         return out
-    return np.clip(out, 0, 255).astype(np.uint8)
+    return _luma(out).reshape(image.shape)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601-2 luma of a uint8 RGB image, rounded as PIL's ``Image.convert("L")``."""
+    weights = np.array([19595, 38470, 7471], dtype=np.uint32)  # 0.299, 0.587, 0.114 in 16-bit fixed point
+    return ((rgb.astype(np.uint32) @ weights + 32768) >> 16).astype(np.uint8)
