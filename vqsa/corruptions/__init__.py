@@ -11,13 +11,14 @@ import importlib
 from typing import Any
 
 from ._api import MIN_SIZE, as_generator, corrupt, get_corruption_function, get_corruption_names, resolve_profile
+from ._frost import frost_dir, set_frost_dir
 from ._params import CORRUPTIONS, PARAMS, PROFILES, SUBSETS
 
 _BATCHED = ("RandomCorruption", "corrupt_batch")
 
 __all__ = [
     "CORRUPTIONS", "MIN_SIZE", "PARAMS", "PROFILES", "SUBSETS", "as_generator", "corrupt",
-    "get_corruption_function", "get_corruption_names", "resolve_profile", *_BATCHED,
+    "frost_dir", "get_corruption_function", "get_corruption_names", "resolve_profile", "set_frost_dir", *_BATCHED,
 ]
 
 

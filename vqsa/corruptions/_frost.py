@@ -68,7 +68,7 @@ def frost_dir() -> Path:
         FileNotFoundError: no folder holds frost1.png ... frost5.jpg; the message lists the ways to provide them.
     """
     how = (f"install them with `pip install \"vqsa[frost]\"` (the imagecorruptions-imaug wheel ships them), set "
-           f"${ENV_VAR} to a folder holding them, or call vqsa.corruptions._frost.set_frost_dir(path)")
+           f"${ENV_VAR} to a folder holding them, or call vqsa.corruptions.set_frost_dir(path)")
     for source, folder in (("set_frost_dir()", _user_dir), (f"${ENV_VAR}", os.environ.get(ENV_VAR) or None)):
         if folder is not None:
             folder = Path(folder)
