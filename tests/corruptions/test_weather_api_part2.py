@@ -61,9 +61,9 @@ def test_seed_reproduces_and_seeds_differ(name):
     assert not np.array_equal(a, corrupt(x, 3, name, rng=12))
 
 
-def test_grey_input_gives_rgb():
+def test_grey_input_gives_grey():
     x = _image(40, 40)[..., 0]
-    assert corrupt(x, 2, "snow", rng=0).shape == (40, 40, 3)
+    assert corrupt(x, 2, "snow", rng=0).shape == (40, 40)
 
 
 # ----------------------------------------------------------------------------------------------------- motion kernel
