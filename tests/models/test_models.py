@@ -53,6 +53,8 @@ def test_train_step_and_contract(name, side, kw, row):
     a, b = model(x, return_aux=True), model(x, return_aux=True)
     assert isinstance(model(x), torch.Tensor) and float(a.aux_loss) == 0
     assert torch.equal(a.logits, b.logits)
+    if name != "cifar_resnet8" and row != "concat_sa":
+        return  # the config check below rebuilds the model: once per large backbone is enough
     # the config rebuilds the same architecture
     rebuilt = vqsa.create_model(**json.loads(json.dumps(model.model_config)))
     assert list(rebuilt.state_dict()) == list(model.state_dict())
