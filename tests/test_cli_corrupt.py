@@ -241,7 +241,12 @@ def test_bad_arguments(tiny_folder, tmp_path, capsys, argv, code, message):
     assert message in capsys.readouterr().err
 
 
-def test_missing_empty_or_wrong_sources(tmp_path, capsys):
+def test_missing_empty_or_wrong_sources(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("VQSA_DATA", raising=False)
+    assert main(["corrupt", "--cifar10", str(tmp_path / "c")]) == 1
+    assert "--data-root" in capsys.readouterr().err
+    assert main(["corrupt", "--cifar10", str(tmp_path / "c"), "--severities", "1"]) == 1
+    assert "--severities cannot be used in cifar10 mode" in capsys.readouterr().err
     assert main(["corrupt", str(tmp_path / "nope"), str(tmp_path / "d")]) == 1
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
