@@ -1,6 +1,7 @@
 """Build the training/validation sources and the mixed-corruption dataset from a :class:`TrainConfig`."""
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,11 +49,8 @@ class SubsetSource:
         return self.source.load(int(self.indices[index]))
 
 
-def load_digits(split: str, seed: int = 0) -> ArrayDataset:
-    """scikit-learn's digits as a CIFAR-like ArrayDataset: dark ink on white, bilinear-upscaled to 32x32 RGB.
-
-    A fixed seeded 80/20 split (1,437 train / 360 test images).
-    """
+@functools.lru_cache(maxsize=1)
+def _digits_images() -> tuple[np.ndarray, np.ndarray]:
     import torch
     import torch.nn.functional as F
 
@@ -60,16 +58,26 @@ def load_digits(split: str, seed: int = 0) -> ArrayDataset:
         from sklearn.datasets import load_digits as _sk_digits
     except ImportError as e:
         raise RuntimeError("the digits fallback needs scikit-learn (pip install scikit-learn)") from e
-    if split not in ("train", "test"):
-        raise ValueError(f"unknown digits split {split!r}; expected 'train' or 'test'")
     d = _sk_digits()
     x = torch.from_numpy(255.0 - d.images * (255.0 / 16.0)).float()[:, None]  # (N, 1, 8, 8), 0..16 ink -> paper
     x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False).clamp_(0, 255).round_()
     images = x.to(torch.uint8).expand(-1, 3, -1, -1).permute(0, 2, 3, 1).contiguous().numpy()
+    images.flags.writeable = False
+    return images, d.target.astype(np.int64)
+
+
+def load_digits(split: str, seed: int = 0) -> ArrayDataset:
+    """scikit-learn's digits as a CIFAR-like ArrayDataset: dark ink on white, bilinear-upscaled to 32x32 RGB.
+
+    A fixed seeded 80/20 split (1,438 train / 359 test images).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"unknown digits split {split!r}; expected 'train' or 'test'")
+    images, labels = _digits_images()
     perm = np.random.default_rng(seed).permutation(len(images))
     n_train = int(round(0.8 * len(images)))
     idx = np.sort(perm[:n_train] if split == "train" else perm[n_train:])
-    return ArrayDataset(images[idx], d.target[idx].astype(np.int64), tuple(str(i) for i in range(10)), f"digits[{split}]")
+    return ArrayDataset(images[idx], labels[idx], tuple(str(i) for i in range(10)), f"digits[{split}]")
 
 
 def _cifar_root(cfg: TrainConfig) -> Path:

@@ -157,7 +157,7 @@ class Trainer:
         history: list[dict[str, Any]] = []
         if ckpt is not None:
             history = self._restore(ckpt, ckpt_path)
-        elif self.main:
+        if self.main:
             atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
         torch.manual_seed(cfg.seed + self.rank)
         if ckpt is not None and self.main:
