@@ -101,12 +101,23 @@ def run_demo(
     quick: bool = False, seed: int = 0,
 ) -> dict[str, Any]:
     """Train and evaluate both models, write ``report.md`` + plots into ``out_dir``; return the comparison rows."""
+    import torch
+
+    budget = QUICK if quick else FULL
+    threads = torch.get_num_threads()
+    # Leave one core per DataLoader worker: oversubscribed OpenMP threads stall badly on small machines.
+    torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - budget.workers)))
+    try:
+        return _run(Path(out_dir), budget, data_root, download, quick, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(out: Path, budget: DemoBudget, data_root, download: bool, quick: bool, seed: int) -> dict[str, Any]:
     from vqsa.eval.results import EvalResults
     from vqsa.train.data import TrainData
     from vqsa.train.engine import Trainer
 
-    budget = QUICK if quick else FULL
-    out = Path(out_dir)
     for name in MODELS:
         if (out / name / "checkpoint_last.pt").exists():
             raise ValueError(f"{out / name} holds a previous demo run; remove {out} or pass another --out")
