@@ -196,7 +196,7 @@ def _border_index(i: torch.Tensor, n: int, border: str) -> torch.Tensor:
 
 
 def bilinear_gather(img: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, border: str) -> torch.Tensor:
-    """Bilinear samples of ``img`` (N, C, H, W) at per-sample positions ``rows``/``cols`` (N, H', W') (or broadcastable).
+    """Bilinear samples of ``img`` (N, C, H, W) at per-sample positions ``rows``/``cols`` (N, H', W'), broadcastable.
 
     Out-of-range neighbours are mapped with ``border`` ("reflect101" as OpenCV, "reflect" as scipy), so this equals
     ``cv2.remap``/``warpAffine`` and ``scipy.ndimage.map_coordinates(order=1)`` with those borders.

@@ -13,14 +13,13 @@ from .._frost import FROST_FILES, frost_texture
 from .._params import FROST_SCALE
 from ._ops import column, per_sample
 
-_STACKS: dict[tuple, tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]] = {}
+_STACKS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 _STACKS_MAX = 8
 
 
-def texture_stack(profile: str, height: int, width: int,
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+def texture_stack(profile: str, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The 5 frost textures for ``height x width`` crops as one zero-padded (5, 3, Hmax, Wmax) uint8 RGB tensor on
-    ``device``, with their (5, 2) sizes on ``device`` and on the host. Cached per (profile, texture sizes, device)."""
+    ``device``, with their (5, 2) sizes. Cached per (profile, texture sizes, device)."""
     textures = [frost_texture(i, FROST_SCALE[profile], height, width) for i in range(len(FROST_FILES))]
     host = [(int(t.shape[0]), int(t.shape[1])) for t in textures]
     key = (profile, tuple(host), str(device))
@@ -30,7 +29,7 @@ def texture_stack(profile: str, height: int, width: int,
         stack = torch.zeros((len(textures), 3, max(h for h, _ in host), max(w for _, w in host)), dtype=torch.uint8)
         for i, t in enumerate(textures):
             stack[i, :, :t.shape[0], :t.shape[1]] = torch.from_numpy(t.copy()).permute(2, 0, 1)
-        _STACKS[key] = (stack.to(device), torch.tensor(host, device=device), host)
+        _STACKS[key] = (stack.to(device), torch.tensor(host, device=device))
     return _STACKS[key]
 
 
@@ -38,8 +37,8 @@ def frost(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator |
           profile: str) -> torch.Tensor:
     """``clip(c0 * x + c1 * crop)`` in 0..255 units, crop of a uniformly chosen texture at a uniform offset."""
     n, _, h, w = x.shape
-    stack, sizes, _ = texture_stack(profile, h, w, x.device)
-    u = torch.rand((n, 3), generator=gen, device=x.device, dtype=torch.float64)
+    stack, sizes = texture_stack(profile, h, w, x.device)
+    u = torch.rand((n, 3), generator=gen, device=x.device)
     k = (u[:, 0] * len(sizes)).long()
     top = (u[:, 1] * (sizes[k, 0] - h)).long()  # randint(0, fh - h): exclusive upper bound
     left = (u[:, 2] * (sizes[k, 1] - w)).long()

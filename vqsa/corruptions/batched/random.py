@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._params import SUBSETS
 from .._api import resolve_profile
+from .._params import SUBSETS
 from ._api import _SEED_MASK, _check_images, _name, corrupt_groups
 from ._ops import to_device
 
