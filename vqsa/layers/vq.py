@@ -202,9 +202,7 @@ class VectorQuantizer(nn.Module):
             z = z.permute(0, 2, 3, 1)
         return z.reshape(-1, self.dim), tuple(z.shape[:-1])
 
-    def forward(
-        self, z: torch.Tensor, return_loss_breakdown: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | tuple[torch.Tensor, torch.Tensor, torch.Tensor, LossBreakdown]:
+    def forward(self, z: torch.Tensor, return_loss_breakdown: bool = False) -> tuple:
         """Quantize ``z``: returns ``(quantized, indices, loss[, LossBreakdown])``; the loss is 0 in eval."""
         flat, lead = self._flatten(z)
         if self.training:
