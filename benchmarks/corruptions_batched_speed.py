@@ -2,7 +2,8 @@
 
 For each image size: images/s of ``corrupt_batch`` on one batch per corruption (severity ``--severity``), and of a
 mixed batch in which every image gets its own (corruption, severity) cell of the 15 common corruptions x severities
-1..5 (the training case; the cells are dealt like ``RandomCorruption``'s stratified cycle). On the CPU it also times
+1..5 (the cells dealt like ``RandomCorruption``'s stratified cycle), and of ``RandomCorruption`` itself (the
+training path: the 80-cell grid with the identity, draws on the host, no generator sync). It also times
 the CPU engine (``vqsa.corruptions.corrupt``, one image per call) and prints the ratio. Input:
 ``skimage.data.astronaut()`` resized (PIL bilinear) to each size, uint8, the same image in every slot. Each figure is
 the median over timed calls after two warm-up calls (CUDA: synchronised before and after each call).
@@ -86,6 +87,10 @@ def run(args: argparse.Namespace) -> dict:
                               sync, args.min_calls, args.min_time)
         rows["mixed_common_15x5"] = {"batched_img_s": args.batch / sec}
         print(_line(size, "mixed_common_15x5", rows["mixed_common_15x5"]), flush=True)
+        rc = RandomCorruption(SUBSETS["common"], seed=0, profile=args.profile)  # the training path, 1/16 clean
+        sec = _median_seconds(lambda: rc(x), sync, args.min_calls, args.min_time)
+        rows["random_corruption"] = {"batched_img_s": args.batch / sec}
+        print(_line(size, "random_corruption", rows["random_corruption"]), flush=True)
         results["sizes"][str(size)] = rows
     return results
 

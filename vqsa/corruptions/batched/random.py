@@ -98,7 +98,8 @@ class RandomCorruption(nn.Module):
             need -= len(take)
         return torch.cat(parts) if parts else torch.empty(0, dtype=torch.long)
 
-    def forward(self, images: torch.Tensor, return_labels: bool = False):
+    def forward(self, images: torch.Tensor,
+                return_labels: bool = False) -> torch.Tensor | tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """Corrupt ``images`` (B, 3, H, W) uint8 or float in [0, 1]; see the class docstring."""
         _check_images(images)
         cells = self._grid[self.draw(images.shape[0])]
@@ -111,8 +112,10 @@ class RandomCorruption(nn.Module):
         return out, (labels[:, 0], torch.where(labels[:, 0] == CLEAN, 0, labels[:, 1]))
 
     def get_extra_state(self) -> dict:
+        """Draw state for ``state_dict``: the host generator and the rest of the current stratified pool."""
         return {"generator": self._gen.get_state(), "pool": self._pool.clone()}
 
     def set_extra_state(self, state: dict) -> None:
+        """Restore the draw state saved by :meth:`get_extra_state`."""
         self._gen.set_state(state["generator"])
         self._pool = state["pool"].clone()
