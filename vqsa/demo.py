@@ -43,7 +43,7 @@ class DemoBudget:
     workers: int
 
 
-FULL = DemoBudget("cifar_resnet20", 8000, 500, 4, 128, 128, (1, 3, 5), 1)
+FULL = DemoBudget("cifar_resnet20", 6000, 400, 4, 128, 128, (1, 3, 5), 1)
 QUICK = DemoBudget("cifar_resnet8", 256, 100, 1, 64, 32, (3,), 0)
 
 

@@ -20,7 +20,8 @@ def fake_corrupt(img, severity, name, *, rng, profile):
 
 def tiny_arrays(n=96, size=32, seed=0):
     rng = np.random.default_rng(seed)
-    return ArrayDataset(rng.integers(0, 200, (n, size, size, 3), dtype=np.uint8), rng.integers(0, 10, n), ("a",) * 10, "t")
+    images = rng.integers(0, 200, (n, size, size, 3), dtype=np.uint8)
+    return ArrayDataset(images, rng.integers(0, 10, n), ("a",) * 10, "t")
 
 
 def test_stratified_cycle_covers_the_grid_exactly_once_per_80_draws():
@@ -83,7 +84,8 @@ def test_mixed_dataset_pairs_and_reproducibility():
     again.set_epoch(2)
     assert not torch.equal(again[42]["image"], items[42]["image"])
     # device mode: the draw travels with the clean crop
-    dev = MixedCorruptionDataset(src, sched, TrainTransform(32, "cifar"), corrupt_fn=fake_corrupt, apply_corruption=False)
+    dev = MixedCorruptionDataset(src, sched, TrainTransform(32, "cifar"), corrupt_fn=fake_corrupt,
+                                 apply_corruption=False)
     dev.set_epoch(1)
     assert torch.equal(dev[3]["image"], items[3]["clean"]) and dev[3]["corruption"] == items[3]["corruption"]
 

@@ -104,8 +104,8 @@ def _assert_same_run(a: Path, b: Path) -> None:
         for name, t in ca["optimizer"]["state"][k].items():
             assert torch.equal(t, cb["optimizer"]["state"][k][name])
     timing = ("images_per_s", "epoch_time_s")
-    ma = [{k: v for k, v in json.loads(x).items() if k not in timing} for x in (a / "metrics.jsonl").read_text().splitlines()]
-    mb = [{k: v for k, v in json.loads(x).items() if k not in timing} for x in (b / "metrics.jsonl").read_text().splitlines()]
+    ma, mb = ([{k: v for k, v in json.loads(x).items() if k not in timing}
+               for x in (run / "metrics.jsonl").read_text().splitlines()] for run in (a, b))
     assert ma == mb and len(ma) == ca["epoch"]
 
 

@@ -150,7 +150,8 @@ class Trainer:
             (lambda: torch.autocast(self.device.type, dtype=amp_dtype)) if cfg.amp and self.cuda
             else contextlib.nullcontext
         )
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp and self.cuda and amp_dtype == torch.float16)
+        fp16 = cfg.amp and self.cuda and amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)  # bf16 needs no loss scaling
 
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.sums = torch.zeros(len(_SUMS), dtype=torch.float64, device=self.device)
@@ -262,8 +263,8 @@ class Trainer:
         n = float(len(y))
         with torch.no_grad():
             correct = (out.logits.argmax(1) == y).sum().double()
-            self.sums += torch.stack([loss.detach().double() * n, ce.detach().double() * n,
-                                      aux.detach().double() * n, correct, self.sums.new_tensor(n), self.sums.new_zeros(())])
+            terms = [loss.detach().double() * n, ce.detach().double() * n, aux.detach().double() * n, correct]
+            self.sums += torch.stack([*terms, self.sums.new_tensor(n), self.sums.new_zeros(())])
 
     def _sync_buffers(self) -> None:
         """Broadcast rank 0's persistent buffers (BatchNorm statistics): DDP syncs them before each forward, so
