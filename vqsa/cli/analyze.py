@@ -111,7 +111,8 @@ def _class_ids(spec: list[str] | None, names: tuple[str, ...], labels: np.ndarra
         elif item.isdigit() and int(item) < len(names):
             out.append(int(item))
         else:
-            raise ValueError(f"unknown class {item!r}; classes: {', '.join(names[:20])}{' ...' if len(names) > 20 else ''}")
+            more = " ..." if len(names) > 20 else ""
+            raise ValueError(f"unknown class {item!r}; classes: {', '.join(names[:20])}{more}")
     return out
 
 
