@@ -41,6 +41,8 @@ def test_identity_entries_and_numbers():
     assert torch.equal(y[:2], x[:2])
     assert torch.equal(y[3:], corrupt_batch(x[3:], CORRUPTIONS.index("contrast"), 5))
     assert torch.equal(corrupt_batch(x, "clean", 1), x)
+    as_arrays = corrupt_batch(x, np.array(["clean", "clean", "contrast", "contrast"]), torch.tensor([0, 0, 2, 5]))
+    assert torch.equal(as_arrays[2:], corrupt_batch(x[2:], "contrast", [2, 5]))
 
 
 def test_per_sample_mixing_equals_separate_calls():

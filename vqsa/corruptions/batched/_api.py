@@ -4,6 +4,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from .._api import MIN_SIZE, resolve_profile
@@ -45,12 +46,12 @@ def _severity(item: object, clean: bool, where: str) -> int:
 
 
 def _per_sample(value: object, n: int, what: str) -> list:
-    """``value`` repeated ``n`` times, or the list of a per-sample sequence/1-D tensor of length ``n``."""
-    if isinstance(value, torch.Tensor):
+    """``value`` repeated ``n`` times, or the list of a per-sample sequence / 1-D array or tensor of length ``n``."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
         if value.ndim == 0:
             return [value.item()] * n
         if value.ndim != 1:
-            raise ValueError(f"{what} must be a scalar or a 1-D sequence, got a tensor of shape {tuple(value.shape)}")
+            raise ValueError(f"{what} must be a scalar or a 1-D sequence, got an array of shape {tuple(value.shape)}")
         value = value.tolist()
     if isinstance(value, str) or not isinstance(value, Sequence):
         return [value] * n  # one scalar for the whole batch (its type is checked per entry)
