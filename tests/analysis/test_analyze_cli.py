@@ -65,3 +65,36 @@ def test_analyze_codebook_on_real_cifar10(runs, cifar10_root, tmp_path):
     assert rc == 0
     res = json.loads((tmp_path / "codebook.json").read_text())
     assert res["images"] == 40 and 0 <= res["agreement"]["overall"]["chance"] <= 1
+
+
+def test_analyze_image_folder(runs, tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("apple", "pear", "plum"):
+        (tmp_path / "data" / "val" / c).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "data" / "val" / c
+                                                                                    / f"{i}.png")
+    rc = main(["analyze", str(runs / "vq"), "--dataset", "imagefolder", "--data-root", str(tmp_path / "data"),
+               "--what", "gradcam,codebook", "--cam-images", "3", "--limit", "5", "--corruptions", "fog",
+               "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert rc == 0
+    report = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    # only the picked images are decoded: 3 Grad-CAM rows + 5 codebook images (disjoint for this seed)
+    assert "8 of 12 images" in report["data"] and "CenterCrop(32)" in report["data"]
+    cam = json.loads((tmp_path / "out" / "gradcam.json").read_text())
+    assert cam["labels"] == [0, 1, 2]
+
+
+def test_analyze_imagenet_folder_uses_imagenet_labels(imagenet_sample, tmp_path):
+    torch.manual_seed(0)
+    vqsa.save_model(vqsa.create_model("cifar_resnet8", 1000, codebook_size=16), tmp_path / "m.safetensors")
+    rc = main(["analyze", str(tmp_path / "m.safetensors"), "--dataset", "imagefolder", "--data-root",
+               str(imagenet_sample.parent), "--split", imagenet_sample.name, "--what", "gradcam", "--cam-images", "2",
+               "--out", str(tmp_path / "out"), "--device", "cpu"])
+    assert rc == 0
+    cam = json.loads((tmp_path / "out" / "gradcam.json").read_text())
+    index = json.loads((imagenet_sample.parent / "imagenet_wnid_to_index.json").read_text())
+    first = sorted(p.name for p in imagenet_sample.iterdir() if p.is_dir())[:2]
+    assert cam["labels"] == [index[w][0] for w in first]

@@ -87,17 +87,19 @@ class _Data:
 
 
 def _needed(labels: np.ndarray, args: argparse.Namespace, classes: list[int]) -> dict[str, np.ndarray]:
-    """Indices each analysis uses, chosen from the labels alone (no image is decoded)."""
+    """Indices each requested analysis uses, chosen from the labels alone (no image is decoded)."""
     from vqsa.analysis.features import seeded_subset, select_per_class
 
-    present = [int(c) for c in np.unique(labels)]
-    cam_classes = present[: args.cam_images]
-    per = -(-args.cam_images // len(cam_classes))
-    return {
-        "tsne": select_per_class(labels, classes, args.per_class, args.seed) if "tsne" in args.what else np.zeros(0),
-        "gradcam": select_per_class(labels, cam_classes, per, args.seed)[: args.cam_images],
-        "codebook": seeded_subset(len(labels), args.limit, args.seed),
-    }
+    picks: dict[str, np.ndarray] = {}
+    if "tsne" in args.what:
+        picks["tsne"] = select_per_class(labels, classes, args.per_class, args.seed)
+    if "gradcam" in args.what:
+        cam_classes = [int(c) for c in np.unique(labels)][: args.cam_images]
+        per = -(-args.cam_images // len(cam_classes))
+        picks["gradcam"] = select_per_class(labels, cam_classes, per, args.seed)[: args.cam_images]
+    if "codebook" in args.what:
+        picks["codebook"] = seeded_subset(len(labels), args.limit, args.seed)
+    return picks
 
 
 def _class_ids(spec: list[str] | None, names: tuple[str, ...], labels: np.ndarray) -> list[int]:
@@ -132,7 +134,7 @@ def _load_folder(args: argparse.Namespace, root: Path, size: int, classes_spec: 
     folder = root / args.split if args.split else (root / "val" if (root / "val").is_dir() else root)
     src = ImageFolderSource(folder)
     picks = _needed(src.labels, args, _class_ids(classes_spec, src.classes, src.labels))
-    keep = np.unique(np.concatenate([v for v in picks.values()]).astype(np.int64))
+    keep = np.unique(np.concatenate(list(picks.values())).astype(np.int64))
     images = np.empty((len(keep), size, size, 3), dtype=np.uint8)
     short = round(size / 0.875)
     for i, k in enumerate(keep):
