@@ -162,7 +162,8 @@ def measure(run_dir: Path, cfg: Any, args: argparse.Namespace) -> dict[str, Any]
         val = build_train_data(cfg).val_arrays
         idx = seeded_subset(len(val), args.agreement_images, cfg.seed)
         cb = analyze_codebook(model, val.images, corruptions=list(metrics.CORRUPTION_NAMES), indices=idx,
-                              severity=args.agreement_severity, run_dir=run_dir, seed=cfg.seed, profile="cifar")
+                              severity=args.agreement_severity, run_dir=run_dir, seed=cfg.seed,
+                              profile=cfg.eval.profile)
         overall = cb["agreement"]["overall"]
         out.update(codes_used=cb["usage"]["all"]["codes_used"], perplexity=cb["usage"]["all"]["perplexity"],
                    agreement=100 * overall["agreement"], agreement_chance=100 * overall["chance"],

@@ -175,6 +175,7 @@ def analyze_codebook(
     seed: int = 0,
     profile: str = "auto",
     batch_size: int = 128,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Code usage on clean and corrupted images, clean/corrupted agreement per corruption with its chance baseline,
     and the usage logged during training.
@@ -186,6 +187,7 @@ def analyze_codebook(
         run_dir: the training run folder (its ``metrics.jsonl``), for usage over training.
         out_dir: when given, writes ``codebook.json``, ``codebook_usage.png``, ``codebook_agreement.png`` and, with
             a logged history, ``codebook_training.png``.
+        label: the model's name in the figure titles (default: its backbone name).
     """
     vq = getattr(model, "vq", None)
     if vq is None:
@@ -212,7 +214,7 @@ def analyze_codebook(
     }
     if out_dir is not None:
         out = Path(out_dir)
-        label = result["model"].get("name", type(model).__name__)
+        label = label or result["model"].get("name", type(model).__name__)
         plot_usage(code_counts(np.concatenate([clean, all_corrupted]), k), result["usage"]["all"],
                    out / "codebook_usage.png", f"{label}: clean + corrupted (severity {severity}) images")
         plot_agreement(result["agreement"], out / "codebook_agreement.png",

@@ -257,6 +257,7 @@ def analyze_tsne(
     profile: str = "auto",
     max_iter: int = 1000,
     batch_size: int = 128,
+    label: str | None = None,
 ) -> dict[str, Any]:
     """Corruption-wise (Fig. 5, the first of ``classes``) and class-wise (Fig. 6) t-SNE with their metrics.
 
@@ -269,6 +270,7 @@ def analyze_tsne(
         class_names: names for the legend, indexed by class.
         out_dir: when given, writes ``tsne_corruption.png``, ``tsne_class.png`` and ``tsne.json`` there.
         seed: image choice, corruption draws and t-SNE seed.
+        label: the model's name in the figure titles (default: its backbone name).
 
     Returns:
         JSON-able dict with the settings, the metrics of both views before/after the VQSA block in feature space
@@ -290,7 +292,7 @@ def analyze_tsne(
                           batch_size=batch_size)
     corr_fs = fs.select(fs.labels == classes[0])
     corr_view, class_view = _view(corr_fs, seed, max_iter), _view(fs, seed, max_iter)
-    label = getattr(model, "model_config", {}).get("name", type(model).__name__)
+    label = label or getattr(model, "model_config", {}).get("name", type(model).__name__)
     result = {
         "model": getattr(model, "model_config", {}), "severity": severity, "corruptions": list(corruptions),
         "seed": seed, "profile": profile, "per_class": per_class,

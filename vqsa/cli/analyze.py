@@ -231,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"t-SNE of {label} ...", file=sys.stderr)
             res = analyze_tsne(model, data.images, data.labels, corruptions=corruptions, classes=classes,
                                per_class=args.per_class, class_names=data.classes, out_dir=sub,
-                               max_iter=args.tsne_iters, batch_size=args.batch_size, **common)
+                               max_iter=args.tsne_iters, batch_size=args.batch_size, label=label, **common)
             report.setdefault("tsne", {})[label] = {k: res[k] for k in ("corruption_wise", "class_wise")}
             written += [sub / "tsne_corruption.png", sub / "tsne_class.png", sub / "tsne.json"]
         if "codebook" in args.what and getattr(model, "vq", None) is None:
@@ -240,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         elif "codebook" in args.what:
             print(f"codebook usage of {label} ...", file=sys.stderr)
             res = analyze_codebook(model, data.images, corruptions=corruptions, indices=picks["codebook"],
-                                   run_dir=path, out_dir=sub, batch_size=args.batch_size, **common)
+                                   run_dir=path, out_dir=sub, batch_size=args.batch_size, label=label, **common)
             report.setdefault("codebook", {})[label] = {k: res[k] for k in ("usage", "agreement")}
             written += [sub / "codebook.json", sub / "codebook_usage.png", sub / "codebook_agreement.png",
                         sub / "codebook_training.png"]
