@@ -89,27 +89,35 @@ def motion_offsets(angle_deg: torch.Tensor, widths: torch.Tensor, taps: int) -> 
     return dy, dx
 
 
+GATHER_BUDGET = 1 << 26
+"""Elements produced at once by the stacked gathers (motion trails, zoom steps): bounds their temporary memory."""
+
+
 def line_blur(x: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
     """Per-sample weighted sum of shifted copies with edge replication (a motion-blur trail).
 
     ``x`` (N, C, H, W); ``weights``/``dy``/``dx`` (N, T): output pixel (y, x) accumulates
-    ``weights[t] * x[clamp(y + dy[t]), clamp(x + dx[t])]``. One gather per tap over the whole batch (a grouped
-    convolution with per-sample kernels, written as a gather because each kernel is a thin line).
+    ``weights[t] * x[clamp(y + dy[t]), clamp(x + dx[t])]``. A grouped convolution with one thin line kernel per
+    image, written as gathers from an edge-padded copy: as many taps per gather as the memory budget allows, so a
+    small group of images costs a handful of kernels, not a few per tap.
     """
     n, c, h, w = x.shape
     taps = weights.shape[1]
     pad = taps - 1  # |offset| <= taps - 1
     xp = F.pad(x, (pad, pad, pad, pad), mode="replicate")
-    hp, wp = h + 2 * pad, w + 2 * pad
-    flat = xp.reshape(n, c, hp * wp)
+    wp = w + 2 * pad
+    flat = xp.reshape(n, c, -1)
     rows = torch.arange(h, device=x.device) + pad
     cols = torch.arange(w, device=x.device) + pad
     base = (rows[:, None] * wp + cols[None, :]).reshape(1, 1, h * w)
-    shift = (dy * wp + dx).reshape(n, taps, 1)
+    shift = (dy * wp + dx)[:, :, None]  # (N, T, 1)
     out = torch.zeros(n, c, h * w, dtype=x.dtype, device=x.device)
-    for t in range(taps):
-        idx = (base + shift[:, t:t + 1]).expand(n, c, h * w)
-        out.addcmul_(torch.gather(flat, 2, idx), weights[:, t].reshape(n, 1, 1).to(x.dtype))
+    chunk = max(1, GATHER_BUDGET // max(1, n * c * h * w))
+    for t0 in range(0, taps, chunk):
+        t1 = min(taps, t0 + chunk)
+        idx = (base + shift[:, t0:t1]).reshape(n, 1, -1).expand(n, c, -1)
+        got = torch.gather(flat, 2, idx).reshape(n, c, t1 - t0, h * w)
+        out += (got * weights[:, None, t0:t1, None].to(x.dtype)).sum(2)
     return out.reshape(n, c, h, w)
 
 
@@ -117,7 +125,7 @@ def line_blur(x: torch.Tensor, weights: torch.Tensor, dy: torch.Tensor, dx: torc
 def _zoom_coords(n: int, zoom: float | None) -> np.ndarray:
     """Normalised (align_corners) source coordinates (n,) of the reference ``clipped_zoom`` on one axis of length n.
 
-    ``None`` (no zoom at this step for this sample) gives the identity; such samples are weighted by 0 later.
+    ``None`` (no zoom at this step for this sample) gives the identity; the caller masks such samples out.
     """
     if zoom is None:
         src = np.arange(n, dtype=np.float64)
@@ -129,20 +137,36 @@ def _zoom_coords(n: int, zoom: float | None) -> np.ndarray:
 
 def _zoom_axis(n: int, zooms: Sequence[float | None], device: torch.device) -> torch.Tensor:
     """(N, n) or, when every sample has the same zoom, (1, n) coordinates for :func:`clipped_zoom`."""
-    distinct = set(zooms)
-    if len(distinct) == 1:
+    if len(set(zooms)) == 1:
         return host_tensor(_zoom_coords(n, zooms[0])[None], device)
     return host_tensor(np.stack([_zoom_coords(n, z) for z in zooms]), device)
 
 
-def clipped_zoom(x: torch.Tensor, zooms: Sequence[float | None]) -> torch.Tensor:
-    """The reference ``clipped_zoom`` of each image of (N, C, H, W) by its own factor (``zooms``, one per sample):
-    centre crop, corner-aligned bilinear zoom, centre trim; each axis uses its own side. One ``grid_sample``."""
+_ABSENT = 4.0
+"""A normalised coordinate outside the image: with zero padding such a zoom step contributes nothing."""
+
+
+def clipped_zoom(x: torch.Tensor, zooms: Sequence[Sequence[float | None]]) -> torch.Tensor:
+    """Sum over steps of the reference ``clipped_zoom`` of each image by its own factor per step.
+
+    ``x`` (N, C, H, W); ``zooms[i][j]`` the factor of image i at step j (None: no zoom at that step). Centre crop,
+    corner-aligned bilinear zoom (= ``scipy.ndimage.zoom(order=1)``), centre trim, each axis on its own side. All
+    steps are stacked along the output height of a single ``grid_sample`` and summed.
+    """
     n, _, h, w = x.shape
-    zooms = [None if z is None else float(z) for z in zooms]
-    gy = _zoom_axis(h, zooms, x.device)[:, :, None].expand(n, h, w)
-    gx = _zoom_axis(w, zooms, x.device)[:, None, :].expand(n, h, w)
-    return F.grid_sample(x, torch.stack([gx, gy], -1), mode="bilinear", padding_mode="border", align_corners=True)
+    steps = len(zooms[0])
+    gy, gx = [], []
+    for j in range(steps):
+        col = [None if z[j] is None else float(z[j]) for z in zooms]
+        gy.append(_zoom_axis(h, col, x.device)[:, :, None].expand(n, h, w))
+        gx.append(_zoom_axis(w, col, x.device)[:, None, :].expand(n, h, w))
+        absent = [z[j] is None for z in zooms]
+        if any(absent):
+            gone = host_tensor(absent, x.device, torch.bool).reshape(n, 1, 1)
+            gx[-1] = torch.where(gone, torch.full_like(gx[-1], _ABSENT), gx[-1])
+    grid = torch.stack([torch.cat(gx, 1), torch.cat(gy, 1)], -1)  # (N, steps * H, W, 2)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out.reshape(n, -1, steps, h, w).sum(2)
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 from ..blur import disk_kernel
 from ._linear import on_device
-from ._ops import (HALF_Q16, clipped_zoom, column, gaussian_blur as _gaussian, host_tensor, line_blur, motion_kernels,
-                   motion_offsets, per_sample, pick, uniform)
+from ._ops import (GATHER_BUDGET, HALF_Q16, clipped_zoom, column, gaussian_blur as _gaussian, host_tensor, line_blur,
+                   motion_kernels, motion_offsets, per_sample, pick, uniform)
 
 
 def _disk_stack(table: tuple, size: int) -> np.ndarray:
@@ -110,14 +110,13 @@ def motion_blur(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Gener
 def zoom_blur(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
               profile: str) -> torch.Tensor:
     """Mean of the image and its centre zooms by each factor (the factor lists start at 1, counted twice)."""
-    factors = [table[s - 1].tolist() for s in sevs]
-    counts = [len(f) for f in factors]
-    out = x * 2  # factor 1.0: the image itself, once more
-    for j in range(1, max(counts)):
-        zoomed = clipped_zoom(x, [f[j] if j < len(f) else None for f in factors])
-        if min(counts) <= j:  # some samples have no factor j
-            zoomed *= column(host_tensor([float(j < c) for c in counts], x.device))
-        out += zoomed
+    factors = [table[s - 1].tolist()[1:] for s in sevs]  # factor 1.0 is the image itself
+    steps = max(len(f) for f in factors)
+    zooms = [f + [None] * (steps - len(f)) for f in factors]
+    out = x * 2
+    chunk = max(1, GATHER_BUDGET // x.numel())  # zoom steps per grid_sample call (bounds the temporary memory)
+    for j in range(0, steps, chunk):
+        out += clipped_zoom(x, [z[j:j + chunk] for z in zooms])
     return out.div_(column(per_sample([len(f) + 1 for f in table], sevs, x.device))).clamp_(0, 1).mul_(255)
 
 

@@ -39,7 +39,7 @@ def snow(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | 
     n, _, h, w = x.shape
     loc, scale, threshold, blend = (column(per_sample([c[i] for c in table], sevs, x.device)) for i in (0, 1, 3, 6))
     layer = torch.randn((n, 1, h, w), generator=gen, device=x.device) * scale + loc
-    layer = clipped_zoom(layer, [float(table[s - 1][2]) for s in sevs])
+    layer = clipped_zoom(layer, [[float(table[s - 1][2])] for s in sevs])
     layer = torch.where(layer < threshold, torch.zeros_like(layer), layer)
     layer8 = torch.floor(layer.clamp(0, 1) * 255)  # the reference's 8-bit hand-off to ImageMagick
     weights, widths = motion_kernels([c[4] for c in table], [c[5] for c in table], sevs, x.device)
