@@ -69,3 +69,14 @@ def test_ci_runs_the_readme_test_command():
     assert "vqsa demo" in readme_cmds[0]
     ci = (root / ".ci" / "run").read_text().splitlines()
     assert readme_cmds[1] in ci, ".ci/run must run the README's test command verbatim"
+
+
+def test_atomic_write_respects_umask(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
