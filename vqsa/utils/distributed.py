@@ -63,3 +63,22 @@ def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``t`` from every rank along dim 0, in rank order; a collective (call it on every rank).
+
+    The first dimension may differ between ranks (0 included); the other dimensions and the dtype must match.
+    Returns ``t`` itself when not distributed.
+    """
+    if not is_distributed():
+        return t
+    world = get_world_size()
+    size = torch.tensor([t.shape[0]], dtype=torch.int64, device=t.device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    counts = [int(s) for s in sizes]
+    padded = torch.cat([t, t.new_zeros((max(counts) - t.shape[0], *t.shape[1:]))]).contiguous()
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:n] for p, n in zip(parts, counts)])
