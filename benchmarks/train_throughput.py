@@ -24,9 +24,14 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--epochs", type=int, default=2, help="epochs per mode; the last one is measured")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: CPU cores - workers, >= 1)")
     args = p.parse_args()
 
+    import os
+
     import torch
+
+    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) - args.workers))
 
     from vqsa.corruptions import corrupt
     from vqsa.data.cifar import ArrayDataset
