@@ -1,5 +1,6 @@
 """End-to-end training runs on scikit-learn's digits (real, offline) with the small CIFAR ResNet-8."""
 import dataclasses
+import importlib.util
 import json
 import os
 import signal
@@ -34,9 +35,11 @@ def tiny_args(out: Path, name: str, epochs: int = 2, **extra: str) -> list[str]:
 
 
 def test_tiny_run_writes_its_files_and_warns_about_overlap(tmp_path, capsys):
+    tensorboard = importlib.util.find_spec("tensorboard") is not None  # optional dependency
     with pytest.warns(UserWarning, match="also evaluation corruptions"):
-        assert main(["train", *tiny_args(tmp_path, "run", 2)]) == 0
+        assert main(["train", *tiny_args(tmp_path, "run", 2), *(["--tensorboard"] if tensorboard else [])]) == 0
     run = tmp_path / "run"
+    assert not tensorboard or any((run / "tensorboard").iterdir())
     for f in ("config.yaml", "checkpoint_last.pt", "model.safetensors", "metrics.jsonl", "metrics.csv",
               "results.json", "summary.json"):
         assert (run / f).is_file(), f

@@ -314,7 +314,8 @@ class Trainer:
             if self.step % cfg.log_every == 0 or last:
                 s = self._reduced()  # also the NaN/Inf guard, on every rank
                 usage = self._usage()
-                post = {"loss": s["loss"] / max(s["count"], 1), "acc": s["correct"] / max(s["count"], 1),
+                n = max(s["count"], 1.0)
+                post = {"loss": s["loss"] / n, "ce": s["ce"] / n, "vq": s["aux"] / n, "acc": s["correct"] / n,
                         "img/s": images * self.world / max(time.perf_counter() - t0, 1e-9)}
                 if usage:
                     post.update(ppl=usage["codebook_perplexity"], used=usage["codebook_used"])
