@@ -201,3 +201,12 @@ def test_pairs_with_device_side_corruption(tmp_path):
     summary = Trainer(cfg).fit()
     record = json.loads((tmp_path / "pairs" / "metrics.jsonl").read_text())
     assert record["train_images"] == 2 * 96 and summary["steps"] == 3
+
+
+@pytest.mark.data
+def test_cifar10_from_the_data_root(tmp_path, cifar10_root):
+    args = tiny_args(tmp_path, "cifar", 1, **{"data.dataset": "cifar10", "data.root": str(cifar10_root),
+                                               "eval.enabled": "false"})
+    assert main(["train", *args]) == 0
+    record = json.loads((tmp_path / "cifar" / "metrics.jsonl").read_text())
+    assert record["train_images"] == 96 and "val_acc" in record
