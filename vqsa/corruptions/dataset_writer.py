@@ -403,7 +403,8 @@ def corrupt_arrays(
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
         raise ValueError(f"images must be a uint8 array (N, H, W, 3), got {getattr(images, 'shape', type(images))}")
     labels = np.asarray(labels)
-    if labels.shape != (len(images),) or labels.size and (labels.min() < 0 or labels.max() > 255):
+    if (labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer)
+            or labels.size and (labels.min() < 0 or labels.max() > 255)):
         raise ValueError(f"labels must be (N,) = ({len(images)},) integers in 0..255, got shape {labels.shape}")
     keys = np.arange(len(images), dtype=np.int64) if keys is None else np.asarray(keys, dtype=np.int64)
     if keys.shape != (len(images),) or len(np.unique(keys)) != len(keys):
