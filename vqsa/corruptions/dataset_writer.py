@@ -405,7 +405,9 @@ def corrupt_arrays(
     labels = np.asarray(labels)
     if (labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer)
             or labels.size and (labels.min() < 0 or labels.max() > 255)):
-        raise ValueError(f"labels must be (N,) = ({len(images)},) integers in 0..255, got {labels.dtype} of shape {labels.shape}")
+        raise ValueError(
+            f"labels must be (N,) = ({len(images)},) integers in 0..255, got {labels.dtype} of shape {labels.shape}"
+        )
     keys = np.arange(len(images), dtype=np.int64) if keys is None else np.asarray(keys, dtype=np.int64)
     if keys.shape != (len(images),) or len(np.unique(keys)) != len(keys):
         raise ValueError(f"keys must be {len(images)} distinct integers, got shape {keys.shape}")
