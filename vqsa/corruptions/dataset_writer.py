@@ -25,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
+from vqsa.corruptions._api import derive_rng
 from vqsa.utils.io import atomic_open, atomic_write_bytes, atomic_write_json
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -120,13 +121,6 @@ def _check_size(name: str, value: int | None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
     return int(value)
-
-
-def derive_rng(seed: int, *key: object) -> np.random.Generator:
-    """A generator that depends only on ``seed`` and ``key`` (stable across runs, processes and platforms)."""
-    text = "\x1f".join(str(k) for k in (int(seed), *key))
-    digest = hashlib.sha256(text.encode("utf-8")).digest()
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int.from_bytes(digest[:16], "little"))))
 
 
 # ----------------------------------------------------------------------------------------------------------------

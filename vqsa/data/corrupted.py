@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -176,16 +175,15 @@ class CorruptedImages(EvalImages):
         jpeg = f", JPEG q{jpeg_quality}" if jpeg_quality else ""
         self.description = (f"{base.description}, on-the-fly {corruption} s{severity}, seed {seed}, "
                             f"profile {profile}{jpeg}")
-        self._key = zlib.crc32(corruption.encode())
 
     def __len__(self) -> int:
         return len(self.base)
 
     def load(self, index: int) -> tuple[np.ndarray, int]:
-        from vqsa.corruptions import corrupt
+        from vqsa.corruptions import corrupt, derive_rng
 
         image, label = self.base.load(index)
-        rng = np.random.default_rng([self.seed, index, self._key, self.severity])
+        rng = derive_rng(self.seed, index, self.corruption, self.severity)  # the key `vqsa corrupt` uses for arrays
         out = corrupt(image, self.severity, self.corruption, rng=rng, profile=self.profile)
         if self.jpeg_quality:
             buf = io.BytesIO()
