@@ -7,11 +7,13 @@ from typing import Any
 from vqsa.layers import FUSION_MODES, VectorQuantizer
 
 from ._backbone import build_backbone
+from .presets import codebook_preset as _codebook_preset
 from .vqsa import VQSAClassifier
 
 # VectorQuantizer options create_model forwards (besides codebook_size, distance and commitment_weight).
 _VQ_OPTIONS = (
-    "init", "init_range", "kmeans_iters", "dead_code_threshold", "dead_code_interval", "chunk_budget", "seed"
+    "init", "init_range", "kmeans_iters", "init_samples", "codebook_update", "decay", "eps", "dead_code_threshold",
+    "dead_code_interval", "dead_code_buffer", "chunk_budget", "seed",
 )
 DEFAULT_CODEBOOK_SIZE = 10000
 
@@ -27,6 +29,7 @@ def create_model(
     vq: bool = True,
     distance: str | None = None,
     commitment_weight: float | None = None,
+    codebook_preset: str | None = None,
     **kwargs: Any,
 ) -> VQSAClassifier:
     """Build a VQSA classifier (or, with ``vq=False``, the plain fine-tuning baseline through the same code).
@@ -42,11 +45,16 @@ def create_model(
         vq: False builds the Table 1 fine-tuning baseline: backbone + its own classifier, no codebook.
         distance: ``"cosine"`` (default, as the authors) or ``"l2"`` nearest-code search.
         commitment_weight: beta of ``L_vq + beta * L_cmt`` (default 0.25).
+        codebook_preset: a bundle of VectorQuantizer options, ``"paper"`` (the default settings), ``"healthy"``
+            (k-means++ init from a data pass + dead-code restarts) or ``"healthy_ema"`` (the same with EMA codebook
+            updates); see ``vqsa.models.presets``. Options passed explicitly override the preset's. The model
+            config stores the expanded options, not the preset's name.
         **kwargs: ``cifar_stem=True`` (3x3 stride-1 stem, no max-pool: for 32-px inputs); ``mean``/``std`` to
             override the normalisation statistics; the VectorQuantizer options ``init``, ``init_range``,
-            ``kmeans_iters``, ``dead_code_threshold``, ``dead_code_interval``, ``chunk_budget``, ``seed``; any
-            other keyword goes to the backbone constructor (e.g. ``drop_path_rate`` for timm). None values are
-            dropped, so CLI flags left at None never override defaults.
+            ``kmeans_iters``, ``init_samples``, ``codebook_update``, ``decay``, ``eps``, ``dead_code_threshold``,
+            ``dead_code_interval``, ``dead_code_buffer``, ``chunk_budget``, ``seed``; any other keyword goes to the
+            backbone constructor (e.g. ``drop_path_rate`` for timm). None values are dropped, so CLI flags left at
+            None never override defaults.
 
     Example:
         >>> model = create_model("cifar_resnet20", num_classes=10, codebook_size=512, init="kmeans")
@@ -62,6 +70,10 @@ def create_model(
     if not isinstance(vq, bool):
         raise TypeError(f"vq must be a bool, got {vq!r}")
     vq_opts = {k: kwargs.pop(k) for k in _VQ_OPTIONS if k in kwargs}
+    if codebook_preset is not None:
+        if not vq:
+            raise ValueError(f"codebook_preset={codebook_preset!r} makes no sense with vq=False (no codebook)")
+        vq_opts = {**_codebook_preset(codebook_preset), **vq_opts}
     explicit = {"codebook_size": codebook_size, "distance": distance, "commitment_weight": commitment_weight}
     explicit = {k: v for k, v in explicit.items() if v is not None}
 
