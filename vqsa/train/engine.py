@@ -39,6 +39,7 @@ from .checkpointing import (
 from .config import TrainConfig, to_yaml
 from .data import TrainData, build_datasets, build_train_data, resolve_corruptions
 from .logs import MetricsLogger, format_summary
+from .monitor import check_usage, usage_summary
 from .optim import build_optimizer, build_scheduler
 
 # Order of the per-epoch running sums (float64, reduced over ranks with one all_reduce).
@@ -280,7 +281,9 @@ class Trainer:
         if self.vq is None:
             return {}
         u = self.vq.usage()
-        return {"codebook_perplexity": float(u.perplexity), "codebook_used": float(u.fraction_used)}
+        return {"codebook_perplexity": float(u.perplexity), "codebook_used": float(u.fraction_used),
+                "codebook_dead_codes": self.vq.codebook_size - u.codes_used,
+                "codebook_restarts": int(self.vq.restarted_codes)}
 
     def _loader(self, dataset, sampler, generator_seed: int) -> DataLoader:
         return DataLoader(
@@ -360,6 +363,8 @@ class Trainer:
         cfg = self.cfg
         t_start = time.perf_counter()
         self._announce()
+        if self.step == 0 and self.vq is not None and self.vq.needs_data_init and self.vq.init_samples:
+            self._init_codebook()
         while self.epoch < cfg.epochs:
             record: dict[str, Any] = {"epoch": self.epoch + 1}
             record.update(self.train_one_epoch())
@@ -369,6 +374,8 @@ class Trainer:
                 record.update(self.validate())
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
             self.logger.log(record)
+            if self.vq is not None and self.main:
+                check_usage(self.logger.history, self.vq.codebook_size)
             self._save()
             if self.main:
                 shown = {k: record[k] for k in ("train_loss", "train_acc", "val_acc", "codebook_used", "images_per_s")
@@ -379,6 +386,17 @@ class Trainer:
         summary = self._finish(time.perf_counter() - t_start)
         dist.barrier()
         return summary
+
+    def _init_codebook(self) -> None:
+        """Data-driven codebook init from epoch 0's training batches (``init_samples`` features, all ranks)."""
+        from vqsa.models.presets import init_codebook_from_data
+
+        self.train_ds.set_epoch(0)
+        self.sampler.set_epoch(0)
+        loader = self._loader(self.train_ds, self.sampler, self.cfg.seed)
+        n = init_codebook_from_data(self.model, (self._batch_inputs(b)[0] for b in loader if "image" in b))
+        if self.main:
+            print(f"codebook initialised ({self.vq.init}) from {n} training features", file=sys.stderr)
 
     def _announce(self) -> None:
         if not self.main:
@@ -405,6 +423,8 @@ class Trainer:
         }
         summary.update({k: final[k] for k in ("train_loss", "train_acc", "val_acc", "codebook_perplexity",
                                                "codebook_used") if k in final})
+        if self.vq is not None:
+            summary["codebook"] = usage_summary(self.logger.history, self.vq.codebook_size)
         if self.main:
             self._save_final_weights()
         evaluation = self._evaluate()
