@@ -230,3 +230,18 @@ def test_preset_overrides_and_errors():
 def test_bad_health_options(kwargs):
     with pytest.raises(ValueError):
         VectorQuantizer(4, 8, **kwargs)
+
+
+def test_train_runs_the_data_init_and_reports_usage(tmp_path, capsys):
+    from vqsa.cli.main import main
+
+    args = {"output_dir": str(tmp_path), "name": "h", "epochs": "1", "batch_size": "32", "data.dataset": "digits",
+            "data.train_subset": "64", "data.val_subset": "32", "data.workers": "0", "model.name": "cifar_resnet8",
+            "model.codebook_size": "16", "model.kwargs": "{codebook_preset: healthy, init_samples: 48}",
+            "corruption.corruptions": "[contrast]", "eval.enabled": "false"}
+    assert main(["train", *[t for k, v in args.items() for t in (f"--{k}", v)]]) == 0
+    assert "codebook initialised (kmeans) from 48 training features" in capsys.readouterr().err
+    record = json.loads((tmp_path / "h" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["codebook_dead_codes"] == 16 - round(16 * record["codebook_used"])
+    summary = json.loads((tmp_path / "h" / "summary.json").read_text())["codebook"]
+    assert summary["codebook_size"] == 16 and summary["final_perplexity"] == record["codebook_perplexity"]
