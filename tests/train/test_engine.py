@@ -75,12 +75,18 @@ def _cfg(tmp_path, name, epochs=2, **extra):
     return load_config(None, tiny_args(tmp_path, name, epochs, **{"eval.enabled": "false", **extra}))
 
 
-def test_mid_epoch_resume_is_bit_identical(tmp_path):
-    """Interrupt inside epoch 2 right after a --save-every checkpoint, resume, compare with an uninterrupted run."""
-    ref = Trainer(_cfg(tmp_path, "ref", 3, save_every="2"))
+@pytest.mark.parametrize("codebook", ["paper", "healthy"])
+def test_mid_epoch_resume_is_bit_identical(tmp_path, codebook):
+    """Interrupt inside epoch 2 right after a --save-every checkpoint, resume, compare with an uninterrupted run.
+    The "healthy" codebook adds a k-means init from a data pass and seeded dead-code restarts every 2 steps."""
+    extra = {"save_every": "2"}
+    if codebook == "healthy":
+        extra["model.kwargs"] = "{codebook_preset: healthy, init_samples: 64, dead_code_interval: 2}"
+    ref = Trainer(_cfg(tmp_path, "ref", 3, **extra))
     ref.fit()
+    assert codebook == "paper" or ref.logger.history[-1]["codebook_restarts"] > 0
 
-    victim = Trainer(_cfg(tmp_path, "victim", 3, save_every="2"))
+    victim = Trainer(_cfg(tmp_path, "victim", 3, **extra))
     original_save = victim._save
 
     def save_then_die():
@@ -93,7 +99,7 @@ def test_mid_epoch_resume_is_bit_identical(tmp_path):
         victim.fit()
     ckpt = load_training_checkpoint(tmp_path / "victim" / "checkpoint_last.pt")
     assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (1, 1, 4)
-    Trainer(_cfg(tmp_path, "victim", 3, save_every="2"), resume=True).fit()
+    Trainer(_cfg(tmp_path, "victim", 3, **extra), resume=True).fit()
     _assert_same_run(tmp_path / "ref", tmp_path / "victim")
 
 
