@@ -16,6 +16,9 @@ def add_parser(subparsers, name: str, help_: str) -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="folder with cifar10/{train,test}.npz or cifar-10-batches-py")
     p.add_argument("--no-download", action="store_true", help="never try to download CIFAR-10")
     p.add_argument("--quick", action="store_true", help="a < 60 s smoke version (tiny model, data and evaluation)")
+    p.add_argument("--codebook", choices=("healthy", "healthy_ema", "paper"), default="healthy",
+                   help="VQSA codebook preset: healthy (k-means init from features + dead-code restarts, default), "
+                   "healthy_ema, or paper (U(0, 3) init; collapses to a few codes at this scale)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
     return p
@@ -24,5 +27,6 @@ def add_parser(subparsers, name: str, help_: str) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from vqsa.demo import run_demo
 
-    run_demo(args.out, data_root=args.data_root, download=not args.no_download, quick=args.quick, seed=args.seed)
+    run_demo(args.out, data_root=args.data_root, download=not args.no_download, quick=args.quick, seed=args.seed,
+             codebook=args.codebook)
     return 0
