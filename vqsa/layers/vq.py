@@ -197,7 +197,9 @@ class VectorQuantizer(nn.Module):
         self.register_buffer("restart_ptr", torch.zeros((), dtype=torch.int64), persistent=False)
         self.register_buffer("restart_filled", torch.zeros((), dtype=torch.int64), persistent=False)
         self.register_buffer("restarted_codes", torch.zeros((), dtype=torch.int64), persistent=False)
-        self._ddp_params_and_buffers_to_ignore = list(_LOCAL_BUFFERS)
+        # EMA state is updated from all-reduced statistics, identically on every rank: DDP need not re-broadcast it.
+        synced = ("codebook", "ema_cluster_size", "ema_embed_sum") if codebook_update == "ema" else ()
+        self._ddp_params_and_buffers_to_ignore = [*_LOCAL_BUFFERS, *synced]
 
     def extra_repr(self) -> str:
         return (

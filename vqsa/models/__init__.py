@@ -4,13 +4,16 @@ from ._factory import create_model
 from ._registry import is_model, list_models, register_backbone
 from .checkpoint import load_checkpoint, load_model, save_model
 from .official import convert_official
+from .presets import CODEBOOK_PRESETS, init_codebook_from_data
 from .vqsa import VQSAClassifier, VQSAOutput
 
 __all__ = [
+    "CODEBOOK_PRESETS",
     "VQSAClassifier",
     "VQSAOutput",
     "convert_official",
     "create_model",
+    "init_codebook_from_data",
     "is_model",
     "list_models",
     "load_checkpoint",

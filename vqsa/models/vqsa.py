@@ -25,7 +25,6 @@ import torch
 from torch import nn
 
 from vqsa.layers import Fusion, InputNormalize, TokenSelfAttention, VectorQuantizer
-from vqsa.layers.vq import _LOCAL_BUFFERS
 
 
 @dataclass
@@ -103,7 +102,7 @@ class VQSAClassifier(nn.Module):
             "num_classes": num_classes,
         }
         if vq is not None:
-            self._ddp_params_and_buffers_to_ignore = [f"vq.{n}" for n in _LOCAL_BUFFERS]
+            self._ddp_params_and_buffers_to_ignore = [f"vq.{n}" for n in vq._ddp_params_and_buffers_to_ignore]
 
     # ------------------------------------------------------------------------------------------ properties
     @property
