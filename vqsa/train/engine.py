@@ -445,7 +445,12 @@ class Trainer:
 
     def _evaluate(self) -> dict[str, Any] | None:
         """``vqsa.evaluate`` on the validation arrays (clean + eval corruptions); results.json in the run folder."""
-        if not self.cfg.eval.enabled or self.data.val_arrays is None:
+        if not self.cfg.eval.enabled:
+            return None
+        if self.data.val_arrays is None:
+            if self.main:
+                print("corruption evaluation skipped: the validation set is an image folder; evaluate the run with "
+                      f"`vqsa evaluate --checkpoint {self.run_dir} --dataset imagenet-c`", file=sys.stderr)
             return None
         from vqsa.eval import evaluate
 
