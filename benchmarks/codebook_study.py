@@ -28,7 +28,6 @@ import argparse
 import datetime
 import importlib.util
 import json
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -55,40 +54,10 @@ SCALARS = ("clean_err", "known_err", "unknown_err", "clean_acc", "known_acc", "u
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", default=None, help="folder with cifar10/ (default $VQSA_DATA)")
-    p.add_argument("--out", default=None, help="output folder (default docs/results/codebook_study)")
-    p.add_argument("--rows", default=",".join(DEFAULT_ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    s = p.add_argument_group("scale knobs (default: the configs' values)")
-    s.add_argument("--epochs", type=int, default=None)
-    s.add_argument("--train-subset", type=int, default=None, help="training images (configs: 15000)")
-    s.add_argument("--test-subset", type=int, default=None, help="test images evaluated per cell (configs: 3000)")
-    s.add_argument("--backbone", default=None, help="swap ResNet-18 for another backbone, e.g. cifar_resnet20")
-    s.add_argument("--batch-size", type=int, default=None)
-    s.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5], help="evaluated severities")
-    s.add_argument("--agreement-severity", type=int, default=3, help="severity of the code-agreement measure")
-    s.add_argument("--agreement-images", type=int, default=1000, help="test images for the code agreement")
-    s.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                   help="any other config override, applied to every row (codebook keys would break finetune: "
-                        "run the codebook rows separately with --rows)")
-    r = p.add_argument_group("run")
-    r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    r.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPU)")
-    r.add_argument("--workers", type=int, default=4, help="DataLoader workers (corruption runs in them)")
-    args = p.parse_args(argv)
-    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    bad = [r for r in rows if r not in ROWS]
-    if bad or not rows:
-        p.error(f"--rows: unknown row(s) {bad}; choose from {', '.join(ROWS)}")
-    args.rows = rows
-    for key in ("epochs", "train_subset", "test_subset", "batch_size", "agreement_images"):
-        if getattr(args, key) is not None and getattr(args, key) < 1:
-            p.error(f"--{key.replace('_', '-')} must be >= 1")
-    if any(not 1 <= v <= 5 for v in args.severities + [args.agreement_severity]):
-        p.error("severities must be in 1..5")
-    if len(set(args.seeds)) != len(args.seeds):
-        p.error("--seeds has duplicates")
-    return args
+    t1.add_study_arguments(p, ROWS, DEFAULT_ROWS, "docs/results/codebook_study",
+                           "any other config override, applied to every row (codebook keys would break finetune: "
+                           "run the codebook rows separately with --rows)")
+    return t1.check_study_arguments(p, p.parse_args(argv), ROWS)
 
 
 def overrides(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> dict[str, Any]:
@@ -193,25 +162,13 @@ def markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from vqsa.utils.io import atomic_write_json, atomic_write_text
-    from vqsa.utils.meta import git_sha, machine, versions
 
     out = Path(args.out) if args.out else ROOT / "docs" / "results" / "codebook_study"
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
-    command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+    command = t1.study_command(argv)
     results = [run_one(args, row, seed, out / "runs") for row in args.rows for seed in args.seeds]
     table = aggregate(results, args.rows)
-    knobs = {k: getattr(args, k) for k in ("epochs", "train_subset", "test_subset", "backbone", "batch_size")}
-    changed = {k: v for k, v in knobs.items() if v is not None}
-    meta = {
-        "command": command, "hardware": t1.hardware(), "machine": machine(), "versions": versions(),
-        "git_sha": git_sha(), "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": time.perf_counter() - t0, "rows": args.rows, "seeds": args.seeds,
-        "severities": args.severities, "agreement_severity": args.agreement_severity,
-        "agreement_images": args.agreement_images, "extra_overrides": [list(kv) for kv in args.set],
-        "scale": ("as in the configs (ResNet-18, 15,000 train / 3,000 test images, 15 epochs)" if not changed
-                  else "REDUCED from the configs: " + ", ".join(f"{k}={v}" for k, v in changed.items())),
-    }
+    meta = t1.study_meta(args, command, started, t0)
     atomic_write_json(out / "codebook_study.json", {"meta": meta, "table": table, "runs": results})
     atomic_write_text(out / "codebook_study.md", markdown(table, meta))
     t1.plot(table, out / "codebook_study.png", f"Codebook study on CIFAR-10: mean +- std over seeds {args.seeds}")

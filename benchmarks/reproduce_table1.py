@@ -48,12 +48,12 @@ SCALARS = {
 }
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_study_arguments(p: argparse.ArgumentParser, rows: dict, default_rows: tuple[str, ...], out_default: str,
+                        set_help: str) -> None:
+    """The arguments shared by the CIFAR-10 study scripts: data, rows, seeds, scale knobs and run options."""
     p.add_argument("--data-root", default=None, help="folder with cifar10/ (default $VQSA_DATA)")
-    p.add_argument("--out", default=None, help="output folder (default docs/results/table1_<tag>)")
-    p.add_argument("--tag", default=None, help="name of the default output folder (default: from the scale knobs)")
-    p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {','.join(ROWS)}")
+    p.add_argument("--out", default=None, help=f"output folder (default {out_default})")
+    p.add_argument("--rows", default=",".join(default_rows), help=f"comma-separated subset of {','.join(rows)}")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     s = p.add_argument_group("scale knobs (default: the configs' values)")
     s.add_argument("--epochs", type=int, default=None)
@@ -66,18 +66,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     s.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5], help="evaluated severities")
     s.add_argument("--agreement-severity", type=int, default=3, help="severity of the code-agreement measure")
     s.add_argument("--agreement-images", type=int, default=1000, help="test images for the code agreement")
-    s.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
-                   help="any other config override, e.g. --set model.kwargs '{cifar_stem: true, init: kmeans}'")
+    s.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help=set_help)
     r = p.add_argument_group("run")
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     r.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPU)")
     r.add_argument("--workers", type=int, default=4, help="DataLoader workers (corruption runs in them)")
-    args = p.parse_args(argv)
-    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    bad = [r for r in rows if r not in ROWS]
-    if bad or not rows:
-        p.error(f"--rows: unknown row(s) {bad}; choose from {', '.join(ROWS)}")
-    args.rows = rows
+
+
+def check_study_arguments(p: argparse.ArgumentParser, args: argparse.Namespace, rows: dict) -> argparse.Namespace:
+    """Validate what ``add_study_arguments`` parsed (``p.error`` on bad values); ``args.rows`` becomes a list."""
+    chosen = [r.strip() for r in args.rows.split(",") if r.strip()]
+    bad = [r for r in chosen if r not in rows]
+    if bad or not chosen:
+        p.error(f"--rows: unknown row(s) {bad}; choose from {', '.join(rows)}")
+    args.rows = chosen
     for key in ("epochs", "train_subset", "test_subset", "batch_size", "agreement_images"):
         if getattr(args, key) is not None and getattr(args, key) < 1:
             p.error(f"--{key.replace('_', '-')} must be >= 1")
@@ -86,6 +88,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len(set(args.seeds)) != len(args.seeds):
         p.error("--seeds has duplicates")
     return args
+
+
+def study_command(argv: list[str] | None) -> str:
+    """The command line that ran this study, shell-quoted."""
+    return "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)])
+
+
+def study_meta(args: argparse.Namespace, command: str, started: datetime.datetime, t0: float) -> dict[str, Any]:
+    """What a study's results file records: command, hardware, versions, times, settings and the scale used."""
+    from vqsa.utils.meta import git_sha, machine, versions
+
+    knobs = {k: getattr(args, k) for k in ("epochs", "train_subset", "test_subset", "backbone", "batch_size")}
+    changed = {k: v for k, v in knobs.items() if v is not None}
+    return {
+        "command": command, "hardware": hardware(), "machine": machine(), "versions": versions(),
+        "git_sha": git_sha(), "started": started.isoformat(timespec="seconds"),
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": time.perf_counter() - t0, "rows": args.rows, "seeds": args.seeds,
+        "severities": args.severities, "agreement_severity": args.agreement_severity,
+        "agreement_images": args.agreement_images, "extra_overrides": [list(kv) for kv in args.set],
+        "scale": ("as in the configs (ResNet-18, 15,000 train / 3,000 test images, 15 epochs)" if not changed
+                  else "REDUCED from the configs: " + ", ".join(f"{k}={v}" for k, v in changed.items())),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_study_arguments(p, ROWS, tuple(ROWS), "docs/results/table1_<tag>",
+                        "any other config override, e.g. --set model.kwargs '{cifar_stem: true, init: kmeans}'")
+    p.add_argument("--tag", default=None, help="name of the default output folder (default: from the scale knobs)")
+    return check_study_arguments(p, p.parse_args(argv), ROWS)
 
 
 def default_tag(args: argparse.Namespace) -> str:
@@ -331,28 +364,15 @@ def hardware() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from vqsa.utils.io import atomic_write_json, atomic_write_text
-    from vqsa.utils.meta import git_sha, machine, versions
 
     args.tag = args.tag or default_tag(args)
     out = Path(args.out) if args.out else ROOT / "docs" / "results" / f"table1_{args.tag}"
     runs_dir = out / "runs"
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
-    command = "python " + " ".join(shlex.quote(a) for a in ([sys.argv[0]] + (argv if argv is not None
-                                                                              else sys.argv[1:])))
+    command = study_command(argv)
     results = [run_one(args, row, seed, runs_dir) for row in args.rows for seed in args.seeds]
     table = aggregate(results, args.rows)
-    knobs = {k: getattr(args, k) for k in ("epochs", "train_subset", "test_subset", "backbone", "batch_size")}
-    changed = {k: v for k, v in knobs.items() if v is not None}
-    meta = {
-        "tag": args.tag, "command": command, "hardware": hardware(), "machine": machine(), "versions": versions(),
-        "git_sha": git_sha(), "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "wall_time_s": time.perf_counter() - t0, "rows": args.rows, "seeds": args.seeds,
-        "severities": args.severities, "agreement_severity": args.agreement_severity,
-        "agreement_images": args.agreement_images, "extra_overrides": [list(kv) for kv in args.set],
-        "scale": ("as in the configs (ResNet-18, 15,000 train / 3,000 test images, 15 epochs)" if not changed
-                  else "REDUCED from the configs: " + ", ".join(f"{k}={v}" for k, v in changed.items())),
-    }
+    meta = {"tag": args.tag, **study_meta(args, command, started, t0)}
     atomic_write_json(out / "table1.json", {"meta": meta, "table": table, "runs": results})
     atomic_write_text(out / "table1.md", markdown(table, meta))
     plot(table, out / "table1.png", f"Table 1 on CIFAR-10, {args.tag}: mean +- std over seeds {args.seeds}")

@@ -16,19 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from vqsa.cli._args import positive_int
+
 ANALYSES = ("tsne", "gradcam", "codebook")
 #: One corruption of each family, defocus blur first (Fig. 1's corruption, used by Grad-CAM).
 DEFAULT_CORRUPTIONS = ("defocus_blur", "gaussian_noise", "snow", "contrast", "jpeg_compression")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _what(text: str) -> list[str]:
@@ -51,7 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
     d.add_argument("--split", default=None,
                    help="cifar10: train or test (default test); imagefolder: sub-folder of the root (default val "
                         "when present, else the root itself)")
-    d.add_argument("--img-size", type=_positive, default=None,
+    d.add_argument("--img-size", type=positive_int, default=None,
                    help="imagefolder: side after resize + centre crop (default: the model's input size)")
     d.add_argument("--corruptions", nargs="+", default=list(DEFAULT_CORRUPTIONS),
                    help="names or groups (common, validation, all, noise, blur, weather, digital); Grad-CAM uses "
@@ -60,17 +52,17 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
     d.add_argument("--classes", nargs="+", default=None,
                    help="class names or indices for t-SNE (default: the first five); the first is the "
                         "corruption-wise class")
-    d.add_argument("--per-class", type=_positive, default=20, help="t-SNE images per class (default 20)")
-    d.add_argument("--cam-images", type=_positive, default=6, help="Grad-CAM rows, one class each (default 6)")
+    d.add_argument("--per-class", type=positive_int, default=20, help="t-SNE images per class (default 20)")
+    d.add_argument("--cam-images", type=positive_int, default=6, help="Grad-CAM rows, one class each (default 6)")
     d.add_argument("--cam-target", choices=("label", "prediction"), default="label",
                    help="class explained by Grad-CAM (default: the true label)")
-    d.add_argument("--limit", type=_positive, default=1000, help="images for the codebook statistics (default 1000)")
+    d.add_argument("--limit", type=positive_int, default=1000, help="images for the codebook statistics (default 1000)")
     d.add_argument("--seed", type=int, default=0, help="image choice, corruption draws and t-SNE (default 0)")
     d.add_argument("--profile", default="auto", choices=("auto", "imagenet", "cifar", "tinyimagenet"),
                    help="corruption parameter table")
     r = p.add_argument_group("run")
-    r.add_argument("--tsne-iters", type=_positive, default=1000, help="t-SNE iterations (default 1000)")
-    r.add_argument("--batch-size", type=_positive, default=128)
+    r.add_argument("--tsne-iters", type=positive_int, default=1000, help="t-SNE iterations (default 1000)")
+    r.add_argument("--batch-size", type=positive_int, default=128)
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
     return p

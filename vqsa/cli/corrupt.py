@@ -13,18 +13,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from vqsa.cli._args import non_negative_int, severity
+
 _SUBSETS = ("common", "validation", "all", "noise", "blur", "weather", "digital")
 _PROFILES = ("auto", "imagenet", "cifar", "tinyimagenet")
-
-
-def _severity(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"severity must be an integer in 1..5, got {text!r}") from None
-    if not 1 <= value <= 5:
-        raise argparse.ArgumentTypeError(f"severity must be in 1..5, got {value}")
-    return value
 
 
 def _size(text: str) -> int:
@@ -40,18 +32,8 @@ def _size(text: str) -> int:
     return value
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
-
-
 def _quality(text: str) -> int:
-    value = _non_negative(text)
+    value = non_negative_int(text)
     if not 1 <= value <= 95:
         raise argparse.ArgumentTypeError(f"JPEG quality must be in 1..95 (85 = ImageNet-C release), got {value}")
     return value
@@ -85,7 +67,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
         "--corruptions", nargs="+", metavar="NAME",
         help=f"corruption names and/or subsets ({', '.join(_SUBSETS)}); default: common (gallery: all)",
     )
-    p.add_argument("--severities", nargs="+", type=_severity, metavar="S", help="severities in 1..5 (default: all 5)")
+    p.add_argument("--severities", nargs="+", type=severity, metavar="S", help="severities in 1..5 (default: all 5)")
     p.add_argument(
         "--profile", choices=_PROFILES,
         help="parameter table; default auto (by image size) for folders and galleries, cifar for --cifar10",
@@ -96,9 +78,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
                    help="then centre-crop a square (default 224, as ImageNet-C; 'none' to skip)")
     p.add_argument("--jpeg-quality", type=_quality, metavar="Q",
                    help="write JPEG at quality Q with optimize=True (85 = released ImageNet-C) instead of PNG")
-    p.add_argument("--jobs", type=_non_negative, default=1, metavar="N",
+    p.add_argument("--jobs", type=non_negative_int, default=1, metavar="N",
                    help="worker processes (0 = one per available CPU; default 1); results do not depend on it")
-    p.add_argument("--seed", type=_non_negative, default=0, help="seed of all random draws (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of all random draws (default 0)")
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable/truncated source images (listed at the end)")
     p.add_argument("--data-root", metavar="DIR", help="CIFAR-10 location for --cifar10 (default: $VQSA_DATA)")

@@ -11,28 +11,20 @@ import argparse
 import json
 from pathlib import Path
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+from vqsa.cli._args import positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(name, help=help, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("model", help="backbone name (timm, tv:<torchvision>, cifar_resnet20, ...) or a saved model")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default 1000)")
-    p.add_argument("--codebook-size", type=_positive, default=None, help="codes n (default 10000)")
+    p.add_argument("--codebook-size", type=positive_int, default=None, help="codes n (default 10000)")
     p.add_argument("--fusion", choices=("replace", "add", "concat"), default=None, help="default concat")
     p.add_argument("--no-attention", dest="attention", action="store_false", default=None,
                    help="drop the self-attention (concat row of Table 1)")
     p.add_argument("--no-vq", dest="vq", action="store_false", help="the backbone alone (fine-tuning row)")
     p.add_argument("--cifar-stem", action="store_true", default=None, help="3x3 stride-1 stem, no max-pool")
-    p.add_argument("--input-size", type=_positive, default=None,
+    p.add_argument("--input-size", type=positive_int, default=None,
                    help="image side for the FLOP count (default: the backbone's, 224 or 32)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
