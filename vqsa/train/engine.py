@@ -140,6 +140,9 @@ class Trainer:
         self.model.to(self.device)
         if self.cuda and cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if self.cuda and hasattr(self.model, "check_inputs"):
+            # the pipeline makes finite [0, 1] batches itself; skip the input check's device sync on every step
+            self.model.check_inputs = False
         self.vq = getattr(self.model, "vq", None)
 
         self.sampler = ResumableSampler(self.train_ds, self.world, self.rank, cfg.seed)
