@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from vqsa import metrics
-from vqsa.data.cifar import ArrayDataset, find_cifar10, load_cifar10
+from vqsa.data.cifar import CIFAR10_CLASSES, ArrayDataset, find_cifar10, load_cifar10
 from vqsa.data.corrupted import ArrayImages, CorruptedImages, EvalImages, FolderImages, cifar10_c, imagenet_c
 from vqsa.data.imagenet_subsets import subset_indices, subset_wnids, wnid_to_index
 from vqsa.data.paths import resolve_data_root
@@ -111,6 +111,11 @@ def _array_images(ds: ArrayDataset) -> ArrayImages:
     return ArrayImages(ds.images, ds.labels, len(ds.classes), ds.source)
 
 
+def _array_name(ds: ArrayDataset) -> str:
+    """How reports name an in-memory set: ``cifar10`` for CIFAR-10 images, else ``array``."""
+    return "cifar10" if tuple(ds.classes) == CIFAR10_CLASSES else "array"
+
+
 def build_plan(
     dataset: str | ArrayDataset | EvalImages,
     data_root: str | os.PathLike | None = None,
@@ -142,7 +147,7 @@ def build_plan(
         base = _array_images(dataset) if isinstance(dataset, ArrayDataset) else dataset
         names = resolve_corruptions(corruptions)
         baseline = "alexnet" if base.num_classes == 1000 and names else None
-        name = "array" if isinstance(dataset, ArrayDataset) else type(dataset).__name__
+        name = _array_name(dataset) if isinstance(dataset, ArrayDataset) else type(dataset).__name__
         return _otf_plan(name, base, names, sevs, clean, seed, profile, jpeg_quality, baseline, {"root": None})
     if not isinstance(dataset, str):
         raise TypeError(f"dataset must be a name, an ArrayDataset or an EvalImages, got {type(dataset).__name__}")
