@@ -5,8 +5,9 @@
   float32 (the reference: float64; a truncated 8-bit value moves by one level in rare cases).
 * zoom_blur: the mean of the image and its clipped zooms. The whole blur is one linear operator; for images up to
   ``_ZOOM_OPERATOR_MAX_PIXELS`` it is built once per (H, W, severity table) as a sparse matrix (~30 non-zeros per
-  pixel, ~18 MB at 224 px, cached) and applied in one product per channel (~3.5 ms at 224 px vs ~42 ms for the
-  reference's sum of ``scipy.ndimage.zoom`` calls); larger images sum separable per-zoom resamplings.
+  pixel, ~18 MB at 224 px, cached) and applied in float32, one product per channel (~3 ms at 224 px vs ~42 ms for
+  the reference's sum of ``scipy.ndimage.zoom`` calls; a truncated 8-bit value moves by one level in rare cases);
+  larger images sum separable per-zoom resamplings in float64.
 * glass_blur: Gaussian blur, truncating 8-bit cast, the reference's sequential "local pixel shuffle", Gaussian blur.
   The shuffle is the reference's exact process, vectorised: in loop order (rows then columns, both descending) pixel
   p takes the *current* value of p + (dy, dx), dx, dy ~ U{-d, ..., d-1}. A source already visited in this iteration
@@ -69,17 +70,26 @@ def _zoom_blur_operator(height: int, width: int, zooms: tuple[float, ...]) -> sp
     return total
 
 
+@functools.lru_cache(maxsize=5)
+def _zoom_blur_operator_f32(height: int, width: int, zooms: tuple[float, ...]) -> sp.csr_matrix:
+    """``_zoom_blur_operator`` rounded to float32 (applied in float32: a third less memory traffic per product)."""
+    operator = _zoom_blur_operator(height, width, zooms).astype(np.float32)
+    for a in (operator.data, operator.indices, operator.indptr):
+        a.flags.writeable = False
+    return operator
+
+
 def zoom_blur(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
     """Average of the image and its centre zooms by the reference's factors; deterministic, uint8."""
     zooms = tuple(float(z) for z in get_params("zoom_blur", severity, profile))
     height, width = x.shape[:2]
     if height * width <= _ZOOM_OPERATOR_MAX_PIXELS:
         # One matrix-vector product per channel plane (scipy's multi-vector product is ~1.5x slower).
-        operator = _zoom_blur_operator(height, width, zooms)
+        operator = _zoom_blur_operator_f32(height, width, zooms)
         planes = x.reshape(height * width, -1).T
-        out = np.empty(planes.shape)
+        out = np.empty(planes.shape, np.float32)
         for plane, target in zip(planes, out):
-            target[...] = operator @ (plane / 255.0)
+            target[...] = operator @ (plane / np.float32(255))
         return np.ascontiguousarray(to_uint8(out).T).reshape(x.shape)
     img = x / 255.0
     out = img.copy()
