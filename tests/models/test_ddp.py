@@ -48,6 +48,8 @@ def _worker(rank: int, world: int, init_file: str) -> None:
             opt.step(), opt.zero_grad()
         assert model.vq.usage().total == 2 * (3 + 4)
         assert same_on_all_ranks(model.vq.codebook)
+        del ddp  # release DDP's reducer (and its gloo work) before the process group goes away
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

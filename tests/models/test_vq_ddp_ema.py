@@ -98,6 +98,8 @@ def _worker(rank: int, world: int, init_file: str) -> None:
             (out.logits.sum() + out.aux_loss).backward()
             opt.step(), opt.zero_grad()
         assert _same_on_all_ranks(model.vq.codebook) and _same_on_all_ranks(model.vq.ema_embed_sum)
+        del ddp  # release DDP's reducer (and its gloo work) before the process group goes away
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
