@@ -149,14 +149,7 @@ def markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
                      f"{pm(t['perplexity'], 1)} | {pm(t['agreement'], 1)} | {pm(t['agreement_chance'], 1)} | "
                      f"{pm(t['agreement_kappa'])} | {pm(t['train_perplexity'], 1)} | {pm(used_pct, 1)} | "
                      f"{pm(t['restarted_codes'], 0)} | {pm(t['collapsed'])} |")
-    corrs = list(dict.fromkeys(c for t in table.values() for c in t["per_corruption_err"]))
-    lines += ["", "Error per corruption (%, mean over the evaluated severities):", "",
-              "| corruption | " + " | ".join(t["label"] for t in table.values()) + " |",
-              "|---" * (len(table) + 1) + "|"]
-    for c in corrs:
-        cells = [pm(t["per_corruption_err"][c], 1) if c in t["per_corruption_err"] else "-" for t in table.values()]
-        lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + t1.per_corruption_lines(table)) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -300,14 +300,19 @@ def markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
     for t in table.values():
         lines.append(f"| {t['label']} | {_pm(t['params_m'], 3)} | {_pm(t['gflops'], 4)} | "
                      f"{_pm(t['train_img_s'], 0)} | {_pm(t['train_time_s'], 0)} |")
+    return "\n".join(lines + per_corruption_lines(table)) + "\n"
+
+
+def per_corruption_lines(table: dict[str, dict[str, Any]]) -> list[str]:
+    """The Markdown table of error per corruption (rows) and study row (columns), mean +- std."""
     corrs = list(dict.fromkeys(c for t in table.values() for c in t["per_corruption_err"]))
-    lines += ["", "Error per corruption (%, mean over the evaluated severities):", "",
-              "| corruption | " + " | ".join(t["label"] for t in table.values()) + " |",
-              "|---" * (len(table) + 1) + "|"]
+    lines = ["", "Error per corruption (%, mean over the evaluated severities):", "",
+             "| corruption | " + " | ".join(t["label"] for t in table.values()) + " |",
+             "|---" * (len(table) + 1) + "|"]
     for c in corrs:
         cells = [_pm(t["per_corruption_err"][c], 1) if c in t["per_corruption_err"] else "-" for t in table.values()]
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def plot(table: dict[str, Any], path: Path, title: str) -> None:
