@@ -74,22 +74,15 @@ def overrides(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> 
 
 def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> dict[str, Any]:
     """Train (or resume, or skip) one (row, seed) and measure it; the measurement is cached in the run folder."""
-    from vqsa.train.checkpointing import CHECKPOINT_NAME
     from vqsa.train.config import load_config
-    from vqsa.train.engine import train
     from vqsa.utils.io import atomic_write_json
 
     ov = overrides(args, row, seed, runs_dir)
     cfg = load_config(ROOT / "configs" / ROWS[row][0], ov)
     run_dir = cfg.run_dir()
-    t1.check_same_settings(run_dir, cfg)
-    if (run_dir / MEASURED).is_file():
-        print(f"[{row} seed {seed}] done already, skipped", file=sys.stderr)
-        return json.loads((run_dir / MEASURED).read_text())
-    if not ((run_dir / "summary.json").is_file() and (run_dir / "results.json").is_file()):
-        resume = True if (run_dir / CHECKPOINT_NAME).is_file() else None
-        print(f"[{row} seed {seed}] {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)
-        train(cfg, resume=resume)
+    done = t1.train_or_skip(cfg, row, seed)
+    if done is not None:
+        return done
     m = t1.measure(run_dir, cfg, args)
     result = {"row": row, "seed": seed, "config": ROWS[row][0], "overrides": ov, **m,
               "clean_err": None if m["clean_acc"] is None else 100.0 - m["clean_acc"]}

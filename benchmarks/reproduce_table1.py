@@ -222,15 +222,11 @@ def check_same_settings(run_dir: Path, cfg: Any) -> None:
                          "or delete that run folder to redo it")
 
 
-def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> dict[str, Any]:
-    """Train (or resume, or skip) one (row, seed) and measure it; the measurement is cached in the run folder."""
+def train_or_skip(cfg: Any, row: str, seed: int) -> dict[str, Any] | None:
+    """The stored record of an already measured run; else train (or resume) the run and return None."""
     from vqsa.train.checkpointing import CHECKPOINT_NAME
-    from vqsa.train.config import load_config
     from vqsa.train.engine import train
-    from vqsa.utils.io import atomic_write_json
 
-    ov = overrides(args, row, seed, runs_dir)
-    cfg = load_config(ROOT / "configs" / ROWS[row][0], ov)
     run_dir = cfg.run_dir()
     check_same_settings(run_dir, cfg)
     if (run_dir / MEASURED).is_file():
@@ -240,6 +236,20 @@ def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> di
         resume = True if (run_dir / CHECKPOINT_NAME).is_file() else None
         print(f"[{row} seed {seed}] {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)
         train(cfg, resume=resume)
+    return None
+
+
+def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> dict[str, Any]:
+    """Train (or resume, or skip) one (row, seed) and measure it; the measurement is cached in the run folder."""
+    from vqsa.train.config import load_config
+    from vqsa.utils.io import atomic_write_json
+
+    ov = overrides(args, row, seed, runs_dir)
+    cfg = load_config(ROOT / "configs" / ROWS[row][0], ov)
+    run_dir = cfg.run_dir()
+    done = train_or_skip(cfg, row, seed)
+    if done is not None:
+        return done
     result = {"row": row, "seed": seed, "config": ROWS[row][0], "overrides": ov, **measure(run_dir, cfg, args)}
     atomic_write_json(run_dir / MEASURED, result)
     return result
