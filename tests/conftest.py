@@ -26,3 +26,14 @@ def imagenet_sample(data_root: Path) -> Path:
     if not path.is_dir():
         pytest.skip("imagenet_sample not in VQSA_DATA")
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op torch thread: the test machines have 2 shared cores, and OpenMP oversubscription stalls them."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,12 +12,7 @@ from vqsa.models.presets import CODEBOOK_PRESETS, codebook_preset, init_codebook
 from vqsa.train.monitor import CodebookCollapseWarning, UsageThresholds, check_usage, usage_problem, usage_summary
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _clustered(n_clusters=16, per=32, dim=8, seed=0, offset=0.0):
