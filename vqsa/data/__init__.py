@@ -1,24 +1,37 @@
-"""Datasets: CIFAR-10 arrays, image folders, ImageNet-C / CIFAR-10-C, mixed clean + corrupted training sets."""
-from .cifar import CIFAR10_CLASSES, ArrayDataset, load_cifar10
-from .paths import resolve_data_root
+"""Datasets: CIFAR-10 arrays, image folders, ImageNet-C / CIFAR-10-C, mixed clean + corrupted training sets.
 
-__all__ = ["CIFAR10_CLASSES", "ArrayDataset", "load_cifar10", "resolve_data_root"]
+Names are imported lazily, so the numpy-only parts (``load_cifar10``, used by ``vqsa corrupt`` and its worker
+processes) do not pull in torch.
+"""
+from __future__ import annotations
 
-# Evaluation datasets (issue 5): released ImageNet-C / CIFAR-10-C cells, clean folders, on-the-fly corrupted copies.
-from .corrupted import ArrayImages, CorruptedImages, EvalImages, FolderImages, cifar10_c, imagenet_c  # noqa: E402
-from .imagenet_subsets import imagenet_wnids, subset_indices, subset_mask, subset_wnids, wnid_to_index  # noqa: E402
+import importlib
+from typing import Any
 
-__all__ += [
-    "ArrayImages", "CorruptedImages", "EvalImages", "FolderImages", "cifar10_c", "imagenet_c",
-    "imagenet_wnids", "subset_indices", "subset_mask", "subset_wnids", "wnid_to_index",
-]
+_LAZY = {
+    # CIFAR-10 arrays and the data-root convention
+    **dict.fromkeys(("CIFAR10_CLASSES", "ArrayDataset", "load_cifar10"), "vqsa.data.cifar"),
+    "resolve_data_root": "vqsa.data.paths",
+    # evaluation (issue 5): released ImageNet-C / CIFAR-10-C cells, clean folders, on-the-fly corrupted copies
+    **dict.fromkeys(("ArrayImages", "CorruptedImages", "EvalImages", "FolderImages", "cifar10_c", "imagenet_c"),
+                    "vqsa.data.corrupted"),
+    **dict.fromkeys(("imagenet_wnids", "subset_indices", "subset_mask", "subset_wnids", "wnid_to_index"),
+                    "vqsa.data.imagenet_subsets"),
+    # training (issue 4): seeded uint8 transforms, the clean + corrupted mixing of Eq. 1, ImageFolder sources
+    "ImageFolderSource": "vqsa.data.folder",
+    **dict.fromkeys(("CLEAN", "ArraySource", "BadImageError", "CorruptionSchedule", "MixedCorruptionDataset",
+                     "collate_mixed"), "vqsa.data.mixed"),
+    **dict.fromkeys(("EvalTransform", "TrainTransform", "to_float"), "vqsa.data.transforms"),
+}
 
-# Training datasets (issue 4): seeded uint8 transforms, the clean + corrupted mixing of Eq. 1, ImageFolder sources.
-from .folder import ImageFolderSource  # noqa: E402
-from .mixed import CLEAN, ArraySource, BadImageError, CorruptionSchedule, MixedCorruptionDataset, collate_mixed  # noqa: E402
-from .transforms import EvalTransform, TrainTransform, to_float  # noqa: E402
+__all__ = sorted(_LAZY)
 
-__all__ += [
-    "CLEAN", "ArraySource", "BadImageError", "CorruptionSchedule", "EvalTransform", "ImageFolderSource",
-    "MixedCorruptionDataset", "TrainTransform", "collate_mixed", "to_float",
-]
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vqsa.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
