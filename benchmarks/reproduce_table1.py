@@ -331,7 +331,7 @@ def plot(table: dict[str, Any], path: Path, title: str) -> None:
     from matplotlib.figure import Figure
 
     from vqsa import metrics
-    from vqsa.analysis.features import save_png
+    from vqsa.utils.io import atomic_save_figure
 
     rows = list(table.values())
     corrs = list(dict.fromkeys(c for t in rows for c in t["per_corruption_err"]))
@@ -363,7 +363,7 @@ def plot(table: dict[str, Any], path: Path, title: str) -> None:
     bottom.set_title("accuracy on clean, known (15 training corruptions) and unknown (4 held out)", fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    save_png(fig, path)
+    atomic_save_figure(fig, path)
 
 
 def hardware() -> str:

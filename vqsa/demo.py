@@ -12,7 +12,6 @@ bundled digits (real, offline) with a printed note. The demo never fails for lac
 """
 from __future__ import annotations
 
-import io
 import os
 import socket
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 from vqsa.data.cifar import ArrayDataset, load_cifar10
 from vqsa.data.mixed import ArraySource
 from vqsa.data.paths import resolve_data_root
-from vqsa.utils.io import atomic_write_bytes, atomic_write_text
+from vqsa.utils.io import atomic_save_figure, atomic_write_text
 
 MODELS = {"baseline": "fine-tune (no codebook)", "vqsa": "VQSA (concat + SA)"}
 
@@ -201,9 +200,7 @@ def _plot_curves(histories: dict[str, list[dict[str, Any]]], path: Path) -> None
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path, dpi=110)
 
 
 def _write_report(out: Path, rows, results, histories, budget: DemoBudget, data_note: str, data_desc: str,

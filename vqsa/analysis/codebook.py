@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from vqsa.layers.vq import usage_from_counts
-from vqsa.utils.io import atomic_write_json
+from vqsa.utils.io import atomic_save_figure, atomic_write_json
 
-from .features import corrupt_images, extract_features, save_png
+from .features import corrupt_images, extract_features
 
 
 def _check_indices(indices: np.ndarray, codebook_size: int, name: str = "indices") -> np.ndarray:
@@ -120,7 +120,7 @@ def plot_usage(counts: np.ndarray, stats: dict[str, Any], path: str | os.PathLik
                  f"({100 * stats['fraction_used']:.1f} %), top code {100 * stats['top1_share']:.1f} % of images",
                  fontsize=9)
     fig.tight_layout()
-    save_png(fig, path)
+    atomic_save_figure(fig, path)
 
 
 def plot_history(history: Sequence[dict[str, float]], path: str | os.PathLike, title: str = "") -> None:
@@ -138,7 +138,7 @@ def plot_history(history: Sequence[dict[str, float]], path: str | os.PathLike, t
     ax2.set_ylabel("codes used (%)", color="tab:orange")
     ax.set_title(f"{title}\ncodebook usage during training (training batches of each epoch)", fontsize=9)
     fig.tight_layout()
-    save_png(fig, path)
+    atomic_save_figure(fig, path)
 
 
 def plot_agreement(table: dict[str, dict[str, Any]], path: str | os.PathLike, title: str = "") -> None:
@@ -160,7 +160,7 @@ def plot_agreement(table: dict[str, dict[str, Any]], path: str | os.PathLike, ti
                  fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    save_png(fig, path)
+    atomic_save_figure(fig, path)
 
 
 def analyze_codebook(

@@ -1,5 +1,4 @@
-"""What the analyses share: picking images, corrupting them reproducibly, reading a VQSA model's features, and
-writing figures.
+"""What the analyses share: picking images, corrupting them reproducibly and reading a VQSA model's features.
 
 ``extract_features`` runs the model once per batch and returns, for every image, the pooled backbone feature z
 (before the VQSA block), the representation the classifier head receives (after it: ``forward_head(pre_logits=True)``),
@@ -8,17 +7,12 @@ corrupted here is the same array the on-the-fly evaluation sees for the same ``(
 """
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-
-from vqsa.utils.io import atomic_write_bytes
 
 
 @dataclass
@@ -147,10 +141,3 @@ def extract_features(model: nn.Module, images: np.ndarray, batch_size: int = 128
         before=torch.cat(before).numpy(), after=torch.cat(after).numpy(),
         indices=torch.cat(indices).numpy() if indices else None, logits=torch.cat(logits).numpy(),
     )
-
-
-def save_png(fig: Any, path: str | os.PathLike, dpi: int = 120) -> None:
-    """Render a matplotlib ``Figure`` to PNG bytes and write them to ``path`` atomically."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    atomic_write_bytes(path, buf.getvalue())

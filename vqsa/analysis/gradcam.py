@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vqsa.utils.io import atomic_write_json
+from vqsa.utils.io import atomic_save_figure, atomic_write_json
 
-from .features import check_images, corrupt_images, model_device, save_png, to_tensor
+from .features import check_images, corrupt_images, model_device, to_tensor
 
 
 class GradCAM:
@@ -187,7 +187,7 @@ def plot_gradcam(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    save_png(fig, path, dpi=110)
+    atomic_save_figure(fig, path, dpi=110)
 
 
 def analyze_gradcam(

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from vqsa.utils.io import atomic_write_json
+from vqsa.utils.io import atomic_save_figure, atomic_write_json
 
-from .features import corrupt_images, extract_features, save_png, select_per_class
+from .features import corrupt_images, extract_features, select_per_class
 
 CLEAN = "clean"
 
@@ -198,7 +198,7 @@ def plot_corruption_wise(fs: FeatureSet, view: dict[str, Any], title: str, path:
     axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    save_png(fig, path)
+    atomic_save_figure(fig, path)
 
 
 def plot_class_wise(
@@ -235,7 +235,7 @@ def plot_class_wise(
     axes[1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    save_png(fig, path)
+    atomic_save_figure(fig, path)
 
 
 def _public(view: dict[str, Any]) -> dict[str, Any]:

@@ -1,14 +1,13 @@
 """One image under every corruption and severity, as a labelled grid picture (matplotlib, Agg, no pyplot)."""
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from vqsa.utils.io import atomic_write_bytes
+from vqsa.utils.io import atomic_save_figure
 
 from .dataset_writer import (
     SEVERITIES,
@@ -97,9 +96,7 @@ def render_gallery(
                 ax.set_title(f"severity {s}", fontsize=9)
             if c == 0:
                 ax.set_ylabel(name.replace("_", " "), rotation=0, ha="right", va="center", fontsize=9)
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi)
-    atomic_write_bytes(out, buf.getvalue())
+    atomic_save_figure(fig, out, fmt=fmt, dpi=dpi)
     return out
 
 

@@ -1,12 +1,11 @@
 """Per-corruption accuracy bar charts like the paper's Fig. 4 (matplotlib Agg canvas, written atomically)."""
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 
 from vqsa import metrics
-from vqsa.utils.io import atomic_write_bytes
+from vqsa.utils.io import atomic_save_figure
 
 from .results import EvalResults
 
@@ -46,6 +45,4 @@ def plot_corruption_accuracy(
     ax.set_title(f"{datasets}: accuracy per corruption (dashed: clean; shaded: held-out)", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path)

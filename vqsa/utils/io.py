@@ -58,3 +58,12 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
 
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
+
+
+def atomic_save_figure(fig: Any, path: str | os.PathLike, *, fmt: str = "png", dpi: int = 120) -> None:
+    """Render a matplotlib ``Figure`` to bytes and write them to ``path`` atomically."""
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue())
