@@ -28,6 +28,16 @@ def imagenet_sample(data_root: Path) -> Path:
     return path
 
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def child_env() -> dict[str, str]:
+    """The environment for a child Python: this checkout first on its path, whatever vqsa is installed (if any)."""
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path)
+
+
 @pytest.fixture
 def one_torch_thread():
     """One intra-op torch thread: the test machines have 2 shared cores, and OpenMP oversubscription stalls them."""

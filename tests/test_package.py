@@ -18,8 +18,8 @@ def test_version_and_cli_help(capsys):
     assert vqsa.__version__ in capsys.readouterr().out
 
 
-def test_console_entry_point_runs():
-    out = subprocess.run([sys.executable, "-m", "vqsa", "--help"], capture_output=True, text=True)
+def test_console_entry_point_runs(child_env):
+    out = subprocess.run([sys.executable, "-m", "vqsa", "--help"], capture_output=True, text=True, env=child_env)
     assert out.returncode == 0 and "usage: vqsa" in out.stdout
 
 

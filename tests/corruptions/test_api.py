@@ -331,10 +331,10 @@ def test_color_maths_equals_skimage():
     np.testing.assert_array_equal(hsv2rgb(expected[..., 0], expected[..., 1], v), skcolor.hsv2rgb(expected))
 
 
-def test_import_is_light_and_batched_engine_reexported():
+def test_import_is_light_and_batched_engine_reexported(child_env):
     code = ("import sys, vqsa.corruptions as c; c.corrupt(__import__('numpy').zeros((32, 32), 'uint8'), 1, 'contrast');"
             "assert 'torch' not in sys.modules and 'vqsa.corruptions.motion' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, env=child_env)
     import vqsa
     import vqsa.corruptions as corruptions
     from vqsa.corruptions.batched import RandomCorruption, corrupt_batch

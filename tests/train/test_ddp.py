@@ -1,6 +1,5 @@
 """Two CPU processes (gloo) under torchrun end with identical weights, codebook included."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,8 +14,8 @@ WORKER = Path(__file__).with_name("_ddp_worker.py")
 
 
 @pytest.mark.ddp
-def test_two_process_gloo_run_ends_with_identical_weights(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+def test_two_process_gloo_run_ends_with_identical_weights(tmp_path, child_env):
+    env = dict(child_env, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     args = tiny_args(tmp_path, "ddp", 2, **{"eval.enabled": "false", "batch_size": "16"})
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
            str(tmp_path), *args]

@@ -2,7 +2,6 @@
 import dataclasses
 import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -118,8 +117,8 @@ def _assert_same_run(a: Path, b: Path) -> None:
     assert ma == mb and len(ma) == ca["epoch"]
 
 
-def test_sigkill_after_an_epoch_checkpoint_then_resume_is_bit_identical(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+def test_sigkill_after_an_epoch_checkpoint_then_resume_is_bit_identical(tmp_path, child_env):
+    env = dict(child_env, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     cmd = [sys.executable, "-m", "vqsa", "train"]
     epochs = 6
     ref = subprocess.Popen(cmd + tiny_args(tmp_path, "ref", epochs, **{"eval.enabled": "false"}), env=env,
