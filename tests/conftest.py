@@ -10,7 +10,7 @@ def data_root() -> Path:
     root = os.environ.get("VQSA_DATA")
     if not root or not Path(root).is_dir():
         pytest.skip("VQSA_DATA is not set or missing (CI sets VQSA_DATA=../shared/data)")
-    return Path(root)
+    return Path(root).resolve()  # absolute: tests symlink to it and change directories
 
 
 @pytest.fixture(scope="session")
