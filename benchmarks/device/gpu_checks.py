@@ -2,8 +2,8 @@
 
 Needs no data files: three scikit-image sample photos resized to 224 px (ImageNet profile). For every corruption:
 deterministic ones -> fraction of values within 2 grey levels of the CPU engine (and max difference); stochastic
-ones -> strength (mean |corrupted - clean|) per severity vs the CPU engine over ``--draws`` draws; JPEG -> nvJPEG
-(GPU) vs Pillow difference. Also: CUDA generator reproducibility, GPU vs CPU batched output for the deterministic
+ones -> strength (mean |corrupted - clean|) per severity vs the CPU engine over ``--draws`` draws (JPEG, integer torch
+ops on the GPU, must be identical: max 0). Also: CUDA generator reproducibility, GPU vs CPU batched output for the deterministic
 ops, and a RandomCorruption forward on the GPU. Prints one line per check and writes everything as JSON.
 """
 from __future__ import annotations

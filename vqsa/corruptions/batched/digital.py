@@ -11,7 +11,8 @@ import torch
 from torchvision.io import decode_jpeg, encode_jpeg
 
 from ._linear import pil_box_stack
-from ._ops import bilinear_gather, column, gaussian_blur, host_tensor, hsv_to_rgb, per_sample, pick, rgb_to_hsv, uniform
+from ._ops import bilinear_gather, column, gaussian_blur, hsv_to_rgb, per_sample, pick, rgb_to_hsv, uniform
+from .jpeg import jpeg_roundtrip
 
 
 def contrast(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
@@ -77,21 +78,27 @@ def pixelate(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generato
     return up_h @ v @ up_w.transpose(-1, -2)
 
 
-def jpeg_compression(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
-                     profile: str) -> torch.Tensor:
-    """JPEG round trip at quality ``c`` through torchvision (nvJPEG on CUDA tensors, libjpeg on the CPU)."""
-    u8 = _round8(x * 255).to(torch.uint8)
-    out = torch.empty_like(x)
-    for quality in sorted(set(table[s - 1] for s in sevs)):
-        idx = [i for i, s in enumerate(sevs) if table[s - 1] == quality]
+def _libjpeg_roundtrip(u8: torch.Tensor, qualities: list[int]) -> torch.Tensor:
+    """The same round trip through torchvision's libjpeg (CPU tensors): ~10x faster than the integer torch ops on a
+    CPU, and the same pixels (both are Pillow's; tested)."""
+    out = torch.empty_like(u8)
+    for quality in sorted(set(qualities)):
+        idx = [i for i, q in enumerate(qualities) if q == quality]
         with warnings.catch_warnings():  # torchvision >= 0.29 flags its JPEG codec as deprecated (for TorchCodec)
             warnings.filterwarnings("ignore", message=".*encoding capabilities of TorchVision",
                                     category=DeprecationWarning)
-            encoded = encode_jpeg([u8[i] for i in idx], quality=int(quality))
-            decoded = decode_jpeg(encoded, device=x.device)
-        sub = slice(None) if len(idx) == len(sevs) else host_tensor(idx, x.device, torch.long)
-        out[sub] = torch.stack(decoded).to(x.dtype)
+            decoded = decode_jpeg(encode_jpeg([u8[i] for i in idx], quality=int(quality)))
+        out[idx if len(idx) < len(qualities) else slice(None)] = torch.stack(decoded)
     return out
+
+
+def jpeg_compression(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
+                     profile: str) -> torch.Tensor:
+    """Pillow's JPEG round trip at quality ``c`` (4:2:0, islow DCT): libjpeg on the CPU, integer torch ops elsewhere
+    (bit-identical, so the output does not depend on the device)."""
+    u8, qualities = _round8(x * 255).to(torch.uint8), [int(table[s - 1]) for s in sevs]
+    roundtrip = _libjpeg_roundtrip if x.device.type == "cpu" else jpeg_roundtrip
+    return roundtrip(u8, qualities).to(x.dtype)
 
 
 def saturate(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
