@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import torch
 
+from ._ops import to_device
+
 _LUMA = (
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
     14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
@@ -85,17 +87,18 @@ def _idct_sums(d):
     return (t10 + o3, t11 + o2, t12 + o1, t13 + o0, t13 - o0, t12 - o1, t11 - o2, t10 - o3)
 
 
-@functools.lru_cache(maxsize=None)
-def _matrix(kind: str) -> torch.Tensor:
-    """(8, 8) float64 integer matrix of a DCT pass before its rounding shift (exact: every sum stays < 2**53)."""
+@functools.lru_cache(maxsize=32)
+def _matrix(kind: str, device: torch.device) -> torch.Tensor:
+    """(8, 8) float64 integer matrix of a DCT pass before its rounding shift (exact: every sum stays < 2**53),
+    built once per device."""
     sums = _fdct_sums if kind == "fdct" else _idct_sums
     eye = [[int(i == j) for j in range(8)] for i in range(8)]
-    return torch.tensor([list(sums(col)) for col in eye], dtype=torch.float64).T
+    return torch.tensor([list(sums(col)) for col in eye], dtype=torch.float64).T.contiguous().to(device)
 
 
 def _pass(x: torch.Tensor, kind: str, dim: int, shift: int) -> torch.Tensor:
     """One DCT pass along ``dim`` (-1: rows, -2: columns) of (..., 8, 8) blocks, then libjpeg's DESCALE."""
-    m = _matrix(kind).to(x.device, non_blocking=True)
+    m = _matrix(kind, x.device)
     return _shr((x @ m.T if dim == -1 else m @ x) + (1 << (shift - 1)), shift)
 
 
@@ -198,7 +201,7 @@ def jpeg_roundtrip(images: torch.Tensor, qualities: Sequence[int]) -> torch.Tens
     n, _, h, w = images.shape
     if len(qualities) != n:
         raise ValueError(f"{len(qualities)} qualities for {n} images")
-    tables = quant_tables(qualities).to(images.device, torch.float64, non_blocking=True)
+    tables = to_device(quant_tables(qualities).to(torch.float64), images.device)
     ycc = _rgb_to_ycc(images.to(torch.float64))
     hb, wb = -(-h // 8), -(-w // 8)  # luma blocks
     ch, cw = -(-h // 2), -(-w // 2)  # chroma samples
