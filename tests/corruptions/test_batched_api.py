@@ -137,3 +137,13 @@ def test_bad_generator_and_profile():
         corrupt_batch(_images(1), "fog", 1, generator=123)
     with pytest.raises(ValueError, match="profile"):
         corrupt_batch(_images(1), "fog", 1, profile="mnist")
+
+
+def test_accelerator_seed_comes_from_the_host_state_and_advances_the_generator():
+    from vqsa.corruptions.batched._api import _seed_from_state
+
+    a, b = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    first = _seed_from_state(a)
+    assert first == _seed_from_state(b)  # same state, same seed
+    assert _seed_from_state(a) != first  # the generator moved on
+    assert 0 <= first < 2**63

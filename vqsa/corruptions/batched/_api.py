@@ -1,6 +1,7 @@
 """``corrupt_batch``: validation, per-sample grouping by corruption, dispatch and scatter-back."""
 from __future__ import annotations
 
+import hashlib
 import numbers
 from collections.abc import Sequence
 
@@ -84,7 +85,18 @@ def _base_seed(generator: torch.Generator | None, device: torch.device) -> int:
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if generator.device.type != device.type:
         raise ValueError(f"generator is on {generator.device} but the images are on {device}")
-    return int(torch.randint(0, _SEED_MASK, (1,), generator=generator, device=generator.device).item())
+    if generator.device.type == "cpu":
+        return int(torch.randint(0, _SEED_MASK, (1,), generator=generator).item())
+    return _seed_from_state(generator)
+
+
+def _seed_from_state(generator: torch.Generator) -> int:
+    """A base seed from a generator without reading anything back from its device: accelerator generators keep
+    their state (seed, offset) on the host, so hash it, then advance the generator by one device draw that is never
+    read (a ``.item()`` would wait for every kernel queued so far)."""
+    state = generator.get_state().numpy().tobytes()
+    torch.empty(1, device=generator.device).random_(generator=generator)
+    return int.from_bytes(hashlib.blake2b(state, digest_size=8).digest(), "little") & _SEED_MASK
 
 
 def _group_generator(base: int, name: str, device: torch.device) -> torch.Generator:
