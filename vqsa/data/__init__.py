@@ -18,7 +18,7 @@ _LAZY = {
     **dict.fromkeys(("imagenet_wnids", "subset_indices", "subset_mask", "subset_wnids", "wnid_to_index"),
                     "vqsa.data.imagenet_subsets"),
     # training (issue 4): seeded uint8 transforms, the clean + corrupted mixing of Eq. 1, ImageFolder sources
-    "ImageFolderSource": "vqsa.data.folder",
+    **dict.fromkeys(("ImageFolderSource", "scan_image_folder"), "vqsa.data.folder"),
     **dict.fromkeys(("CLEAN", "ArraySource", "BadImageError", "CorruptionSchedule", "MixedCorruptionDataset",
                      "collate_mixed"), "vqsa.data.mixed"),
     **dict.fromkeys(("EvalTransform", "TrainTransform", "to_float"), "vqsa.data.transforms"),

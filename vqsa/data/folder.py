@@ -16,33 +16,54 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .mixed import BadImageError
 
+FolderListing = tuple[tuple[str, ...], list[tuple[str, ...]]]
+
+
+def scan_image_folder(root: str | os.PathLike) -> FolderListing:
+    """The sorted class folders of ``root`` and, per class, its image files relative to the class folder (in
+    ``torchvision.datasets.ImageFolder``'s order); a small picklable listing to build :class:`ImageFolderSource` from.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: it has no class folders, or no image in any of them.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {str(root)!r} does not exist")
+    classes = tuple(sorted(e.name for e in os.scandir(root) if e.is_dir()))
+    if not classes:
+        raise ValueError(f"{str(root)!r} has no class folders (expected the layout root/<class>/<image>)")
+    files: list[tuple[str, ...]] = []
+    for cls in classes:
+        top = str(root / cls)
+        names: list[str] = []
+        for dirpath, _, filenames in sorted(os.walk(top, followlinks=True)):
+            sub = os.path.join(dirpath[len(top) + 1:], "") if dirpath != top else ""  # "a/b/" below the class
+            names += [sub + f for f in sorted(filenames) if f.lower().endswith(IMG_EXTENSIONS)]
+        files.append(tuple(names))
+    if not any(files):
+        raise ValueError(
+            f"no images under {str(root)!r} (looked for {', '.join(IMG_EXTENSIONS)} in {len(classes)} "
+            "class folders)"
+        )
+    return classes, files
+
 
 class ImageFolderSource:
-    """Files and labels of an ImageFolder tree; ``load(i)`` returns ``(uint8 HWC RGB array, label)``."""
+    """Files and labels of an ImageFolder tree; ``load(i)`` returns ``(uint8 HWC RGB array, label)``.
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    ``listing``: the tree's :func:`scan_image_folder` (e.g. made on rank 0 and broadcast); scanned here when None.
+    """
+
+    def __init__(self, root: str | os.PathLike, listing: FolderListing | None = None) -> None:
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"image folder {str(self.root)!r} does not exist")
-        self.classes = tuple(sorted(e.name for e in os.scandir(self.root) if e.is_dir()))
-        if not self.classes:
-            raise ValueError(f"{str(self.root)!r} has no class folders (expected the layout root/<class>/<image>)")
+        self.classes, files = scan_image_folder(self.root) if listing is None else listing
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        samples: list[tuple[str, int]] = []
-        for cls in self.classes:
-            for dirpath, _, files in sorted(os.walk(self.root / cls, followlinks=True)):
-                samples += [
-                    (os.path.join(dirpath, f), self.class_to_idx[cls])
-                    for f in sorted(files)
-                    if f.lower().endswith(IMG_EXTENSIONS)
-                ]
-        if not samples:
-            raise ValueError(
-                f"no images under {str(self.root)!r} (looked for {', '.join(IMG_EXTENSIONS)} in {len(self.classes)} "
-                "class folders)"
-            )
-        self.samples = samples
-        self.labels = np.array([y for _, y in samples], dtype=np.int64)
+        tops = [os.path.join(self.root / cls, "") for cls in self.classes]  # "root/cls/": top + f == join(top, f)
+        self.samples: list[tuple[str, int]] = [
+            (top + f, i) for i, (top, names) in enumerate(zip(tops, files)) for f in names
+        ]
+        self.labels = np.array([y for _, y in self.samples], dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.samples)

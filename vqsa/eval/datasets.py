@@ -16,6 +16,7 @@ from vqsa.data.cifar import CIFAR10_CLASSES, ArrayDataset, find_cifar10, load_ci
 from vqsa.data.corrupted import ArrayImages, CorruptedImages, EvalImages, FolderImages, cifar10_c, imagenet_c
 from vqsa.data.imagenet_subsets import subset_indices, subset_wnids, wnid_to_index
 from vqsa.data.paths import resolve_data_root
+from vqsa.utils import distributed as dist
 
 DATASETS = ("cifar10", "cifar10-c", "imagenet", "imagenet-c", "imagenet-r", "imagenet-a")
 _DIR_NAMES = {
@@ -91,7 +92,8 @@ def _find_dir(root: Path, names: Sequence[str], ok) -> Path | None:
 
 def _has_wnid_dirs(path: Path) -> bool:
     index = wnid_to_index()
-    return any(e.is_dir() and e.name in index for e in os.scandir(path))
+    with os.scandir(path) as entries:  # closed even when any() stops early
+        return any(e.name in index and e.is_dir() for e in entries)
 
 
 def _imagenet_val(root: Path) -> FolderImages | None:
@@ -141,6 +143,9 @@ def build_plan(
             released files when found and falls back to on-the-fly generation with a warning.
         seed / profile / jpeg_quality: of on-the-fly corruption (``jpeg_quality=85``: the released files' JPEG step).
         allow_missing: skip (and record) missing or empty released cells instead of raising.
+
+    Under a process group this is a collective for ImageNet-family names: rank 0 lists the folders and broadcasts the
+    plan (or its error) to the other ranks, so a tree is scanned once however many ranks run.
     """
     sevs = resolve_severities(severities)
     if isinstance(dataset, (ArrayDataset, EvalImages)):
@@ -153,6 +158,19 @@ def build_plan(
         raise TypeError(f"dataset must be a name, an ArrayDataset or an EvalImages, got {type(dataset).__name__}")
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    args = (dataset, data_root, corruptions, sevs, clean, on_the_fly, seed, profile, jpeg_quality, allow_missing)
+    # CIFAR files have fixed names (nothing to list) and are memory-mapped: every rank opens its own (a broadcast
+    # plan would pickle the arrays themselves)
+    plan, messages = _named_plan(*args) if dataset.startswith("cifar") else dist.run_on_rank0(_named_plan, *args)
+    for message in messages:
+        warnings.warn(message, stacklevel=3)
+    return plan
+
+
+def _named_plan(dataset: str, data_root: str | os.PathLike | None, corruptions: str | Sequence[str] | None,
+                sevs: list[int], clean: bool, on_the_fly: bool | None, seed: int, profile: str,
+                jpeg_quality: int | None, allow_missing: bool) -> tuple[EvalPlan, list[str]]:
+    """The plan of a dataset name, and the warnings to emit (on every rank, by the caller)."""
     root = resolve_data_root(data_root, required=True)
     assert root is not None
     info: dict[str, Any] = {"root": str(root)}
@@ -174,20 +192,22 @@ def build_plan(
         if clean_set is None:
             raise FileNotFoundError(f"no {base_name} under {str(root)!r}"
                                     + (f" and no released {dataset}" if dataset.endswith("-c") else ""))
+        messages: list[str] = []
         if dataset.endswith("-c") and not on_the_fly and names:
-            warnings.warn(f"no released {dataset} under {root}; corrupting {base_name} on the fly (seed {seed}, "
-                          f"profile {profile})", stacklevel=3)
+            messages.append(f"no released {dataset} under {root}; corrupting {base_name} on the fly (seed {seed}, "
+                            f"profile {profile})")
         plan = _otf_plan(dataset, clean_set, names, sevs, clean, seed, profile, jpeg_quality,
                          baseline if names else None, info)
         if dataset in ("imagenet-r", "imagenet-a"):
             plan.class_subset = subset_indices(dataset)
             plan.baseline = None
-        return plan
+        return plan, messages
     if released is None:
         raise FileNotFoundError(f"no released {dataset} under {str(root)!r} (looked in the root and in "
                                 f"{', '.join(_DIR_NAMES[dataset])}); pass --on-the-fly to generate it from {base_name}")
     return _released_plan(dataset, released, clean_set if clean else None, names, sevs, baseline, allow_missing,
-                          {**info, "released": str(released), "clean": clean_set.description if clean_set else None})
+                          {**info, "released": str(released),
+                           "clean": clean_set.description if clean_set else None}), []
 
 
 def _subset_folder(dataset: str, path: Path) -> FolderImages:

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from vqsa.data.cifar import ArrayDataset, find_cifar10, load_cifar10
-from vqsa.data.folder import ImageFolderSource
+from vqsa.data.folder import FolderListing, ImageFolderSource, scan_image_folder
 from vqsa.data.mixed import ArraySource, CorruptionSchedule, ImageSource, MixedCorruptionDataset
 from vqsa.data.paths import resolve_data_root
 from vqsa.data.transforms import EvalTransform, TrainTransform, default_style
+from vqsa.utils import distributed as dist
 
 from .config import TrainConfig
 
@@ -110,6 +111,15 @@ def _subset_source(src: ImageSource, n: int | None, seed: int) -> ImageSource:
     return SubsetSource(src, np.sort(np.random.default_rng(seed).permutation(len(src))[:n]))
 
 
+def _scan_folders(
+    data_root: str | None, train_split: str, val_split: str
+) -> tuple[Path, FolderListing, FolderListing]:
+    """The data root and the listings of its train and val folders."""
+    root = resolve_data_root(data_root, required=True)
+    assert root is not None
+    return root, scan_image_folder(root / train_split), scan_image_folder(root / val_split)
+
+
 def build_train_data(cfg: TrainConfig) -> TrainData:
     """Load the configured dataset: ``cifar10`` (npz or torchvision folder), ``imagefolder`` or ``digits``."""
     d = cfg.data
@@ -125,9 +135,10 @@ def build_train_data(cfg: TrainConfig) -> TrainData:
         size = d.img_size or 32
         return TrainData(ArraySource(train), ArraySource(val), train.classes, size, default_style(size), val,
                          f"{train.source} ({len(train)} train, {len(val)} val)")
-    root = resolve_data_root(d.root, required=True)
-    train_src = ImageFolderSource(root / d.train_split)
-    val_src = ImageFolderSource(root / d.val_split)
+    # listed once, on rank 0, and broadcast (a missing or empty folder raises the same error on every rank)
+    root, train_list, val_list = dist.run_on_rank0(_scan_folders, d.root, d.train_split, d.val_split)
+    train_src = ImageFolderSource(root / d.train_split, train_list)
+    val_src = ImageFolderSource(root / d.val_split, val_list)
     if val_src.classes != train_src.classes:
         raise ValueError(
             f"{root / d.val_split} has {len(val_src.classes)} class folders that differ from the "

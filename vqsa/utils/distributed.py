@@ -6,9 +6,14 @@ variables that torchrun sets; there is no home-made launcher.
 from __future__ import annotations
 
 import os
+import pickle
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def is_distributed() -> bool:
@@ -58,6 +63,52 @@ def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
     if is_distributed():
         dist.broadcast(t, src=src)
     return t
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` of rank ``src`` on every rank (pickled); a collective. Returns ``obj`` itself when not distributed."""
+    if not is_distributed():
+        return obj
+    box = [obj if get_rank() == src else None]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def run_on_rank0(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` computed on rank 0 only and broadcast to every rank; a collective.
+
+    For file-system work (listing dataset folders) that every rank needs but that should hit the file system once.
+    An exception raised on rank 0 (or a result that cannot be pickled) is raised on every rank, so no rank is left
+    waiting. Rank 0 raises the original exception; the others an unpickled copy (same type and message), or a
+    RuntimeError quoting it when it does not survive pickling. A plain call when not distributed. Pickle only
+    travels between the ranks of one job, which trust each other (``broadcast_object_list`` pickles too); nothing
+    read from a file is unpickled.
+    """
+    if not is_distributed():
+        return fn(*args, **kwargs)
+    if get_rank() != 0:
+        ok, value = pickle.loads(broadcast_object(None))
+        if ok:
+            return value
+        value.add_note("(raised on rank 0 and broadcast to every rank)")
+        raise value
+    try:
+        result = fn(*args, **kwargs)
+        payload = pickle.dumps((True, result), protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as e:
+        broadcast_object(_pickled_error(e))
+        raise
+    broadcast_object(payload)
+    return result
+
+
+def _pickled_error(e: Exception) -> bytes:
+    try:
+        payload = pickle.dumps((False, e), protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.loads(payload)  # some exceptions pickle but cannot be rebuilt
+        return payload
+    except Exception:  # noqa: BLE001 - whatever fails, the other ranks must still get an error
+        return pickle.dumps((False, RuntimeError(f"rank 0 raised {type(e).__name__}: {e}")))
 
 
 def barrier() -> None:
