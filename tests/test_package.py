@@ -80,3 +80,10 @@ def test_atomic_write_respects_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_subpackages_are_reachable_after_a_plain_import(child_env):
+    code = ("import sys, vqsa; assert 'vqsa.data' not in sys.modules; "
+            "assert callable(vqsa.data.load_cifar10) and callable(vqsa.metrics.mce); "
+            "assert vqsa.corruptions.corrupt is vqsa.corrupt and 'layers' in dir(vqsa)")
+    subprocess.run([sys.executable, "-c", code], check=True, env=child_env)

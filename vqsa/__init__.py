@@ -24,14 +24,19 @@ _LAZY = {
     "get_corruption_names": "vqsa.corruptions",
 }
 
+_SUBPACKAGES = ("analysis", "corruptions", "data", "eval", "layers", "metrics", "models", "train", "utils")
+"""Reachable as attributes after a plain ``import vqsa`` (``vqsa.data.load_cifar10``), imported on first use."""
+
 __all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"vqsa.{name}")
     raise AttributeError(f"module 'vqsa' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted([*__all__, *_SUBPACKAGES])
