@@ -100,6 +100,16 @@ def test_timm_interface():
     assert layer is model.backbone.model.layer3[-1]
 
 
+def test_timm_backbone_preprocessing_reaches_resolve_data_config():
+    from timm.data import resolve_data_config
+
+    model = vqsa.create_model("resnet18.a1_in1k", 10, vq=False)
+    cfg = resolve_data_config({}, model=model)
+    assert cfg["crop_pct"] == 0.95 and cfg["interpolation"] == "bicubic"  # resnet18.a1_in1k's own preprocessing
+    assert cfg["mean"] == (0.0, 0.0, 0.0) and cfg["std"] == (1.0, 1.0, 1.0)  # the model normalises inside
+    assert model.pretrained_cfg["test_input_size"] == (3, 288, 288)
+
+
 def test_cifar_stem():
     tv = vqsa.create_model("tv:resnet18", 10, vq=False, cifar_stem=True)
     assert tv.backbone.body.conv1.kernel_size == (3, 3) and tv.backbone.body.conv1.stride == (1, 1)

@@ -36,6 +36,12 @@ class _CamLayerMixin:
         return self.get_submodule(self.cam_layer_name)  # type: ignore[attr-defined]
 
 
+DATA_CFG_KEYS = ("input_size", "crop_pct", "crop_mode", "interpolation", "test_input_size", "test_crop_pct",
+                 "min_input_size", "fixed_input_size")
+"""The preprocessing keys of a timm ``pretrained_cfg`` that a VQSA model passes on (not mean/std: it normalises
+inside)."""
+
+
 class TimmLikeBackbone(_CamLayerMixin, nn.Module):
     """A timm model (or a vqsa backbone with timm's interface) whose classifier was removed."""
 
@@ -47,6 +53,7 @@ class TimmLikeBackbone(_CamLayerMixin, nn.Module):
         self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(cfg.get("std", IMAGENET_STD))
         self.input_size = tuple(cfg.get("input_size", (3, 224, 224)))
+        self.data_cfg = {k: cfg[k] for k in DATA_CFG_KEYS if k in cfg}
         info = getattr(model, "feature_info", None)
         if info:
             last = info[-1]["module"] if isinstance(info, list) else info.module_name()[-1]

@@ -92,13 +92,15 @@ class VQSAClassifier(nn.Module):
             self.fc_fuse = nn.Sequential(nn.Linear(self.fusion.out_features(d), d), nn.ReLU(inplace=True))
         self.fc = classifier
         self._model_config = dict(model_config)
-        # What timm's resolve_data_config reads: the model takes [0, 1] images, so no outer normalisation.
+        # What timm's resolve_data_config reads: the backbone's preprocessing (size, crop, interpolation), but no
+        # outer normalisation, since the model takes [0, 1] images.
         self.pretrained_cfg = {
             "input_size": tuple(backbone.input_size),
-            "mean": (0.0, 0.0, 0.0),
-            "std": (1.0, 1.0, 1.0),
             "crop_pct": 0.875,
             "interpolation": "bilinear",
+            **getattr(backbone, "data_cfg", {}),
+            "mean": (0.0, 0.0, 0.0),
+            "std": (1.0, 1.0, 1.0),
             "num_classes": num_classes,
         }
         if vq is not None:
