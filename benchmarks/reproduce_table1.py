@@ -292,12 +292,13 @@ def markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
              f"Wall time: {meta['wall_time_s'] / 60:.1f} min for the runs done in this invocation; "
              f"started {meta['started']}, finished {meta['finished']}  ",
              f"Scale: {meta['scale']}", "",
-             "Mean +- sample std over the n seeds. Errors and accuracies in %, on the test subset; "
+             "Mean +- sample std over the n seeds. Errors and accuracies in %, on the test subset, in the paper's "
+             "Table 1 units (accuracy on clean images, error on the known corruptions); "
              "known = the 15 training corruptions (plain mean error, CIFAR-10-C convention), unknown = the 4 held "
              "out. Agreement: clean and corrupted (severity "
              f"{meta['agreement_severity']}, all 19) versions of a test image on the same code; chance = the "
              "agreement expected from code usage alone; kappa = (agreement - chance) / (1 - chance).", "",
-             "| row | n | clean acc | known err | unknown acc | codes used | same code | chance | kappa |",
+             "| row | n | clean acc ↑ | known err ↓ | unknown acc ↑ | codes used | same code | chance | kappa |",
              "|---|---|---|---|---|---|---|---|---|"]
     for t in table.values():
         lines.append(f"| {t['label']} | {t['clean_acc']['n']} | {_pm(t['clean_acc'])} | {_pm(t['known_err'])} | "
