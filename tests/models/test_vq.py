@@ -161,3 +161,10 @@ def test_bad_inputs():
         vq(torch.randn(4))
     with pytest.raises(ValueError, match=r"\[0, 8\)"):
         vq.get_codes_from_indices(torch.tensor([8]))
+
+
+def test_usage_repr_is_one_short_line():
+    from vqsa.layers.vq import usage_from_counts
+
+    text = repr(usage_from_counts(torch.tensor([3, 0, 1] + [0] * 997)))
+    assert text == "CodebookUsage(codes_used=2/1000, fraction_used=0.002, perplexity=1.75, total=4)"

@@ -57,6 +57,10 @@ class CodebookUsage:
     fraction_used: float  # codes assigned at least once / codebook_size
     codes_used: int
 
+    def __repr__(self) -> str:  # the counts would print thousands of numbers
+        return (f"CodebookUsage(codes_used={self.codes_used}/{self.counts.numel()}, fraction_used="
+                f"{self.fraction_used:.3f}, perplexity={self.perplexity:.2f}, total={self.total})")
+
     def as_dict(self) -> dict[str, float | int]:
         """The scalar statistics as a JSON-able dict (for logs)."""
         return {
