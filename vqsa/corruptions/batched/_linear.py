@@ -19,14 +19,14 @@ _DEVICE_CACHE: dict[tuple, torch.Tensor] = {}
 _DEVICE_CACHE_MAX = 512
 
 
-def on_device(key: tuple, build, device: torch.device) -> torch.Tensor:
-    """``build()`` (a float64 numpy array) as a float32 tensor on ``device``, cached by ``(key, device)``."""
-    ck = (key, str(device))
+def on_device(key: tuple, build, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``build()`` (a numpy array) as a ``dtype`` tensor on ``device``, cached by ``(key, device, dtype)``."""
+    ck = (key, str(device), dtype)
     t = _DEVICE_CACHE.get(ck)
     if t is None:
         if len(_DEVICE_CACHE) >= _DEVICE_CACHE_MAX:
             _DEVICE_CACHE.clear()
-        t = torch.tensor(np.asarray(build()), dtype=torch.float32).to(device)
+        t = torch.tensor(np.asarray(build()), dtype=dtype).to(device)
         _DEVICE_CACHE[ck] = t
     return t
 

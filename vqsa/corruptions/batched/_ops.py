@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._linear import apply_rows_cols, gaussian_stack, zoom_geometry
+from ._linear import apply_rows_cols, gaussian_stack, on_device, zoom_geometry
 
 HALF_Q16 = 0.5 / 257.0
 """Half a 16-bit quantum in 8-bit grey levels (ImageMagick Q16 rounding before the 8-bit truncation)."""
@@ -42,19 +42,31 @@ def column(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1, 1, 1, 1)
 
 
-def pick(stack: torch.Tensor, sevs: list[int]) -> torch.Tensor:
-    """``stack[severity - 1]``: one entry for the whole batch when all severities agree, else one per sample."""
+def per_sample_columns(table: Sequence[Sequence[float]], fields: Sequence[int], sevs: list[int], device: torch.device,
+                       dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+    """``table[severity - 1][f]`` for each field ``f`` as (N, 1, 1, 1) columns, sent in one copy."""
+    values = host_tensor([[table[s - 1][f] for s in sevs] for f in fields], device, dtype)
+    return tuple(values.reshape(len(fields), -1, 1, 1, 1))
+
+
+def pick(sevs: list[int], *stacks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``stack[severity - 1]`` of each stack: one entry for the whole batch when all severities agree, else one per
+    sample (one index copy for all the stacks; a stack given twice is indexed once)."""
     if len(set(sevs)) == 1:
-        return stack[sevs[0] - 1]
-    return stack[host_tensor([s - 1 for s in sevs], stack.device, torch.long)]
+        return tuple(stack[sevs[0] - 1] for stack in stacks)
+    idx = host_tensor([s - 1 for s in sevs], stacks[0].device, torch.long)
+    picked: dict[int, torch.Tensor] = {}
+    for stack in stacks:
+        if id(stack) not in picked:
+            picked[id(stack)] = stack[idx]
+    return tuple(picked[id(stack)] for stack in stacks)
 
 
 def gaussian_blur(x: torch.Tensor, sigmas: Sequence[float], sevs: list[int], mode: str = "nearest",
                   truncate: float = 4.0) -> torch.Tensor:
     """scipy/skimage Gaussian filter over the last two axes of ``x`` with sigma ``sigmas[severity - 1]`` per sample."""
     h, w = x.shape[-2:]
-    rows = pick(gaussian_stack(h, tuple(sigmas), mode, truncate, x.device), sevs)
-    cols = pick(gaussian_stack(w, tuple(sigmas), mode, truncate, x.device), sevs)
+    rows, cols = pick(sevs, *(gaussian_stack(n, tuple(sigmas), mode, truncate, x.device) for n in (h, w)))
     return apply_rows_cols(rows, x, cols)
 
 
@@ -81,11 +93,10 @@ def motion_offsets(angle_deg: torch.Tensor, widths: torch.Tensor, taps: int) -> 
     sample's trail width; computed in float64 so that ties fall as on the CPU.
     """
     a = torch.deg2rad(angle_deg.to(torch.float64))
-    py, px = widths * torch.sin(a), widths * torch.cos(a)
-    hyp = torch.hypot(py, px)
+    p = widths[:, None] * torch.stack([torch.sin(a), torch.cos(a)], 1)  # (py, px)
+    ratio = p / torch.hypot(p[:, 0], p[:, 1])[:, None]
     i = torch.arange(taps, dtype=torch.float64, device=angle_deg.device)
-    dy = torch.ceil(i[None] * (py / hyp)[:, None] - 0.5).long()
-    dx = torch.ceil(i[None] * (px / hyp)[:, None] - 0.5).long()
+    dy, dx = torch.ceil(ratio[:, :, None] * i - 0.5).long().unbind(1)
     return dy, dx
 
 
@@ -135,15 +146,19 @@ def _zoom_coords(n: int, zoom: float | None) -> np.ndarray:
     return src * (2.0 / (n - 1)) - 1.0
 
 
-def _zoom_axis(n: int, zooms: Sequence[float | None], device: torch.device) -> torch.Tensor:
-    """(N, n) or, when every sample has the same zoom, (1, n) coordinates for :func:`clipped_zoom`."""
-    if len(set(zooms)) == 1:
-        return host_tensor(_zoom_coords(n, zooms[0])[None], device)
-    return host_tensor(np.stack([_zoom_coords(n, z) for z in zooms]), device)
-
-
 _ABSENT = 4.0
 """A normalised coordinate outside the image: with zero padding such a zoom step contributes nothing."""
+
+
+def _zoom_table(h: int, w: int, rows: Sequence[tuple[float | None, ...]]) -> np.ndarray:
+    """(len(rows), steps, h + w): per distinct zoom row, per step, the y then the x coordinates of
+    :func:`clipped_zoom`; x is :data:`_ABSENT` at steps without a zoom."""
+    out = np.empty((len(rows), len(rows[0]), h + w))
+    for i, row in enumerate(rows):
+        for j, z in enumerate(row):
+            out[i, j, :h] = _zoom_coords(h, z)
+            out[i, j, h:] = _ABSENT if z is None else _zoom_coords(w, z)
+    return out
 
 
 def clipped_zoom(x: torch.Tensor, zooms: Sequence[Sequence[float | None]]) -> torch.Tensor:
@@ -151,37 +166,36 @@ def clipped_zoom(x: torch.Tensor, zooms: Sequence[Sequence[float | None]]) -> to
 
     ``x`` (N, C, H, W); ``zooms[i][j]`` the factor of image i at step j (None: no zoom at that step). Centre crop,
     corner-aligned bilinear zoom (= ``scipy.ndimage.zoom(order=1)``), centre trim, each axis on its own side. All
-    steps are stacked along the output height of a single ``grid_sample`` and summed.
+    steps are stacked along the output height of a single ``grid_sample`` and summed. The coordinates of the
+    distinct zoom rows are sent to the device in one table and picked per image there.
     """
     n, _, h, w = x.shape
-    steps = len(zooms[0])
-    gy, gx = [], []
-    for j in range(steps):
-        col = [None if z[j] is None else float(z[j]) for z in zooms]
-        gy.append(_zoom_axis(h, col, x.device)[:, :, None].expand(n, h, w))
-        gx.append(_zoom_axis(w, col, x.device)[:, None, :].expand(n, h, w))
-        absent = [z[j] is None for z in zooms]
-        if any(absent):
-            gone = host_tensor(absent, x.device, torch.bool).reshape(n, 1, 1)
-            gx[-1] = torch.where(gone, torch.full_like(gx[-1], _ABSENT), gx[-1])
-    grid = torch.stack([torch.cat(gx, 1), torch.cat(gy, 1)], -1)  # (N, steps * H, W, 2)
+    keys = [tuple(None if z is None else float(z) for z in row) for row in zooms]
+    rows = list(dict.fromkeys(keys))
+    table = host_tensor(_zoom_table(h, w, rows), x.device)
+    if len(rows) > 1:
+        position = {row: i for i, row in enumerate(rows)}
+        table = table[host_tensor([position[k] for k in keys], x.device, torch.long)]
+    steps = table.shape[1]
+    gy = table[:, :, :h, None].expand(n, steps, h, w)
+    gx = table[:, :, None, h:].expand(n, steps, h, w)
+    grid = torch.stack([gx, gy], -1).reshape(n, steps * h, w, 2)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out.reshape(n, -1, steps, h, w).sum(2)
 
 
-def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """skimage ``rgb2hsv`` on (N, 3, H, W): H in [0, 1), S = delta / V (0 where delta = 0), V = max."""
+def rgb_to_hsv(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """skimage ``rgb2hsv`` on (N, 3, H, W) as (H, S, V), each (N, H, W): H in [0, 1), S = delta / V (0 where
+    delta = 0), V = max."""
     r, g, b = x.unbind(1)
-    v, _ = x.max(1)
-    delta = v - x.min(1)[0]
+    low, v = torch.aminmax(x, dim=1)
+    delta = v - low
     flat = delta == 0
-    safe = torch.where(flat, torch.ones_like(delta), delta)
-    s = torch.where(flat, torch.zeros_like(delta), delta / torch.where(v == 0, torch.ones_like(v), v))
+    s = delta / torch.where(flat, 1.0, v)
+    safe = torch.where(flat, 1.0, delta)
     # skimage assigns R, then G, then B: later channels win ties.
     h = torch.where(b == v, 4.0 + (r - g) / safe, torch.where(g == v, 2.0 + (b - r) / safe, (g - b) / safe))
-    h = torch.remainder(h / 6.0, 1.0)
-    h = torch.where(flat, torch.zeros_like(h), h)
-    return torch.stack([h, s, v], 1)
+    return torch.where(flat, 0.0, torch.remainder(h / 6.0, 1.0)), s, v
 
 
 _HSV_R = (0, 1, 2, 2, 3, 0)  # index into (v, q, p, t): which value each sextant puts in R, G, B
@@ -189,17 +203,17 @@ _HSV_G = (3, 0, 0, 1, 2, 2)
 _HSV_B = (2, 2, 3, 0, 0, 1)
 
 
-def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
-    """skimage ``hsv2rgb`` on (N, 3, H, W)."""
-    h, s, v = hsv.unbind(1)
+def hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """skimage ``hsv2rgb`` of (N, H, W) H, S, V planes -> (N, 3, H, W)."""
     h6 = h * 6.0
     hi = torch.floor(h6)
     f = h6 - hi
-    vals = torch.stack([v, v * (1 - f * s), v * (1 - s), v * (1 - (1 - f) * s)], 1)  # v, q, p, t
+    # v, q, p, t = v (1 - k) with k = 0, f s, s, (1 - f) s
+    k = torch.stack([torch.zeros_like(s), f * s, s, (1 - f) * s], 1)
     sextant = torch.remainder(hi, 6).long()
-    table = torch.tensor([_HSV_R, _HSV_G, _HSV_B], device=hsv.device)  # (3, 6)
-    idx = table[:, sextant].permute(1, 0, 2, 3)  # (N, 3, H, W) indices into vals
-    return torch.gather(vals, 1, idx)
+    table = on_device(("hsv_sextants",), lambda: np.array([_HSV_R, _HSV_G, _HSV_B]), h.device, torch.long)
+    idx = table[:, sextant].permute(1, 0, 2, 3)  # (N, 3, H, W) indices into k
+    return v[:, None] * (1 - torch.gather(k, 1, idx))
 
 
 def uniform(shape: tuple[int, ...], low: float | torch.Tensor, high: float | torch.Tensor,
@@ -223,23 +237,21 @@ def bilinear_gather(img: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, b
     """Bilinear samples of ``img`` (N, C, H, W) at per-sample positions ``rows``/``cols`` (N, H', W'), broadcastable.
 
     Out-of-range neighbours are mapped with ``border`` ("reflect101" as OpenCV, "reflect" as scipy), so this equals
-    ``cv2.remap``/``warpAffine`` and ``scipy.ndimage.map_coordinates(order=1)`` with those borders.
+    ``cv2.remap``/``warpAffine`` and ``scipy.ndimage.map_coordinates(order=1)`` with those borders. The four
+    neighbours are read with one gather.
     """
     n, c, h, w = img.shape
     rows, cols = torch.broadcast_tensors(rows, cols)
     rows, cols = rows.expand(n, *rows.shape[-2:]), cols.expand(n, *cols.shape[-2:])
+    shape = rows.shape[-2:]
     r0, c0 = torch.floor(rows), torch.floor(cols)
     fr, fc = (rows - r0)[:, None], (cols - c0)[:, None]
-    r0, c0 = r0.long(), c0.long()
-    ra, rb = _border_index(r0, h, border) * w, _border_index(r0 + 1, h, border) * w
-    ca, cb = _border_index(c0, w, border), _border_index(c0 + 1, w, border)
-    flat = img.reshape(n, c, h * w)
-    size = rows.shape[-2] * rows.shape[-1]
-
-    def tap(r: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        idx = (r + q).reshape(n, 1, size).expand(n, c, size)
-        return torch.gather(flat, 2, idx).reshape(n, c, *rows.shape[-2:])
-
-    top = tap(ra, ca) * (1 - fc) + tap(ra, cb) * fc
-    bottom = tap(rb, ca) * (1 - fc) + tap(rb, cb) * fc
+    pair = torch.arange(2, device=img.device).reshape(1, 2, 1, 1)
+    r = _border_index(r0.long()[:, None] + pair, h, border) * w  # (N, 2, H', W'): rows r0, r0 + 1
+    q = _border_index(c0.long()[:, None] + pair, w, border)
+    idx = (r[:, :, None] + q[:, None]).reshape(n, 1, -1).expand(n, c, -1)
+    taps = torch.gather(img.reshape(n, c, h * w), 2, idx).reshape(n, c, 4, *shape)
+    left = 1 - fc
+    top = taps[:, :, 0] * left + taps[:, :, 1] * fc
+    bottom = taps[:, :, 2] * left + taps[:, :, 3] * fc
     return top * (1 - fr) + bottom * fr

@@ -4,8 +4,8 @@ Glass blur: the reference's pixel shuffle is a sequential chain of copies (rows 
 pixel (h, w) takes the current value of (h + dy, w + dx), offsets in [-d, d - 1]). Every pixel is written once per
 iteration, so its final value is the original value at the end of a pointer chain: follow "my source was written
 before me" links until a source that still held its original value. The chains are resolved for all pixels at once
-by pointer doubling (O(log chain length) gathers), which reproduces the sequential process exactly for the same
-offsets, with offsets drawn from the same distribution.
+by pointer doubling (a fixed log2(target pixels) gathers, no host synchronisation), which reproduces the sequential
+process exactly for the same offsets, with offsets drawn from the same distribution.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def defocus_blur(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Gene
                  profile: str) -> torch.Tensor:
     """Correlation with the anti-aliased disk (cv2.filter2D semantics: centred, REFLECT_101 border)."""
     size = max(disk_kernel(*table[s - 1]).shape[0] for s in set(sevs))  # zero-padded kernels act as the small ones
-    k = pick(on_device(("disk", tuple(table), size), lambda: _disk_stack(table, size), x.device), sevs)
+    k, = pick(sevs, on_device(("disk", tuple(table), size), lambda: _disk_stack(table, size), x.device))
     n, ch, h, w = x.shape
     p = size // 2
     xp = F.pad(x.reshape(1, n * ch, h, w), (p, p, p, p), mode="reflect")
@@ -42,36 +42,31 @@ def defocus_blur(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Gene
     return F.conv2d(xp, weight, groups=n * ch).reshape(n, ch, h, w).clamp_(0, 1).mul_(255)
 
 
-def shuffle_chain(img: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, d: int) -> torch.Tensor:
+def shuffle_chain(img: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, d: int,
+                  max_delta: int | None = None) -> torch.Tensor:
     """One iteration of the reference's sequential local pixel "shuffle" (copy chain), computed in parallel.
 
-    ``img`` (N, C, H, W); ``dy``/``dx`` (N, H - 2d, W - 2d) integer offsets in [-d, d - 1] for the target pixels
-    rows/cols ``d + 1 .. H - d`` (resp. W), visited in descending order by the reference. A (0, 0) offset copies a
-    pixel onto itself, which is how samples with a larger delta or fewer iterations mask pixels out.
+    ``img`` (N, C, H, W); ``dy``/``dx`` (N, H - 2d, W - 2d) integer offsets in [-max_delta, max_delta - 1]
+    (``max_delta`` defaults to ``d``) for the target pixels rows/cols ``d + 1 .. H - d`` (resp. W), visited in
+    descending order by the reference. A (0, 0) offset copies a pixel onto itself, which is how samples with a larger
+    delta or fewer iterations mask pixels out.
+
+    A source later in raster order (flat shift > 0) was written before its target, so the target's value comes from
+    the source's own source: the links are followed by pointer doubling. A chain visits distinct target pixels, so
+    ``ceil(log2(targets))`` rounds always reach its end: exact, with no host synchronisation. With max_delta 1 no
+    source lies later (offsets in {-1, 0}) and no round is needed.
     """
     n, c, h, w = img.shape
-    dev = img.device
-    rows = torch.arange(d + 1, h - d + 1, device=dev)
-    cols = torch.arange(d + 1, w - d + 1, device=dev)
-    src_r = rows[None, :, None] + dy
-    src_c = cols[None, None, :] + dx
-    # The source was written before the target (descending visit order) iff it lies later in raster order and
-    # is itself a target pixel.
-    before = ((dy > 0) | ((dy == 0) & (dx > 0))) & (src_r <= h - d) & (src_c >= d + 1) & (src_c <= w - d)
-    ident = torch.arange(h * w, device=dev).reshape(1, h, w).expand(n, h, w)
-    tgt = (rows[:, None] * w + cols[None, :]).reshape(1, -1)
-    src = (src_r * w + src_c).reshape(n, -1)
-    nxt = ident.reshape(n, -1).clone()
-    value_of = ident.reshape(n, -1).clone()
-    nxt.scatter_(1, tgt.expand(n, -1), torch.where(before.reshape(n, -1), src, tgt.expand(n, -1)))
-    value_of.scatter_(1, tgt.expand(n, -1), src)
-    while True:  # pointer doubling; chains are short (a few links), so this converges in a handful of rounds
-        jumped = torch.gather(nxt, 1, nxt)
-        if torch.equal(jumped, nxt):
-            break
-        nxt = jumped
-    idx = torch.gather(value_of, 1, nxt)
-    return torch.gather(img.reshape(n, c, h * w), 2, idx[:, None].expand(n, c, h * w)).reshape(n, c, h, w)
+    th, tw = h - 2 * d, w - 2 * d
+    shift = F.pad(dy * w + dx, (d + 1, d - 1, d + 1, d - 1)).reshape(n, h * w)  # 0 (a self-copy) off the targets
+    ident = torch.arange(h * w, device=img.device)
+    source = ident + shift
+    nxt = ident + shift.clamp_min(0)  # the source when it was written before the target, else the pixel itself
+    rounds = 0 if (d if max_delta is None else max_delta) < 2 else (th * tw - 1).bit_length()
+    for _ in range(rounds):
+        nxt = torch.gather(nxt, 1, nxt)
+    idx = torch.gather(source, 1, nxt)[:, None].expand(n, c, h * w)
+    return torch.gather(img.reshape(n, c, h * w), 2, idx).reshape(n, c, h, w)
 
 
 def glass_blur(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
@@ -79,22 +74,22 @@ def glass_blur(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Genera
     """Gaussian blur, 8-bit truncation, ``iterations`` rounds of the local pixel copy chain, Gaussian blur again."""
     sigmas = [c[0] for c in table]
     deltas = [int(table[s - 1][1]) for s in sevs]
-    rounds = [int(table[s - 1][2]) for s in sevs]
+    iterations = [int(table[s - 1][2]) for s in sevs]
     n, _, h, w = x.shape
     img = torch.floor(_gaussian(x, sigmas, sevs) * 255)
     d = min(deltas)
     th, tw = h - 2 * d, w - 2 * d
     if th > 0 and tw > 0:
-        delta = host_tensor(deltas, x.device).reshape(n, 1, 1)
-        rows = torch.arange(d + 1, h - d + 1, device=x.device).reshape(1, th, 1)
-        cols = torch.arange(d + 1, w - d + 1, device=x.device).reshape(1, 1, tw)
-        # targets of each sample: rows/cols delta + 1 .. side - delta
-        inside = (rows > delta) & (rows <= h - delta) & (cols > delta) & (cols <= w - delta)
-        for it in range(max(rounds)):
-            active = inside & host_tensor([it < r for r in rounds], x.device, torch.bool).reshape(n, 1, 1)
+        delta, todo = host_tensor([deltas, iterations], x.device).reshape(2, n, 1, 1, 1)
+        rows = torch.arange(d + 1, h - d + 1, device=x.device).reshape(th, 1)
+        cols = torch.arange(d + 1, w - d + 1, device=x.device)
+        # iterations of each target pixel: the sample's count on its rows/cols delta + 1 .. side - delta, else 0
+        todo = todo * ((rows > delta) & (rows <= h - delta) & (cols > delta) & (cols <= w - delta))
+        width = 2 * delta
+        for it in range(max(iterations)):
             u = torch.rand((n, 2, th, tw), generator=gen, device=x.device)
-            off = (torch.floor(u * (2 * delta[:, None])) - delta[:, None]).long() * active[:, None]
-            img = shuffle_chain(img, off[:, 1], off[:, 0], d)
+            off = ((torch.floor(u * width) - delta) * (todo > it)).long()
+            img = shuffle_chain(img, off[:, 1], off[:, 0], d, max(deltas))
     return _gaussian(img / 255, sigmas, sevs).clamp_(0, 1).mul_(255)
 
 

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import warnings
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from ._linear import pil_box_stack
-from ._ops import bilinear_gather, column, gaussian_blur, hsv_to_rgb, per_sample, pick, rgb_to_hsv, uniform
+from ._linear import on_device, pil_box_stack
+from ._ops import (bilinear_gather, column, gaussian_blur, hsv_to_rgb, per_sample, per_sample_columns, pick, rgb_to_hsv,
+                   uniform)
 from .jpeg import jpeg_roundtrip
 
 
@@ -22,23 +25,31 @@ def contrast(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generato
     return ((x - m) * column(per_sample(table, sevs, x.device)) + m).clamp_(0, 1).mul_(255)
 
 
+def _pixel_grid(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(1, H, W, 3) float32 (x, y, 1) of every pixel, cached per device."""
+    def build() -> np.ndarray:
+        ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        return np.stack([xs, ys, np.ones_like(xs)], -1)[None]
+
+    return on_device(("pixel_grid", h, w), build, device)
+
+
 def _affine_sources(max_shift: torch.Tensor, h: int, w: int,
                     gen: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Source (rows, cols) (N, H, W) of the reference's random three-point affine warp (cv2 convention), one warp per
     entry of ``max_shift`` (N,)."""
     n, device = max_shift.shape[0], max_shift.device
     cx, cy, half = float(w // 2), float(h // 2), float(min(h, w) // 3)
-    pts1 = torch.tensor([[cx + half, cy + half], [cx + half, cy - half], [cx - half, cy - half]], device=device)
+    points = [[cx + half, cy + half], [cx + half, cy - half], [cx - half, cy - half]]
+    pts1 = on_device(("affine_points", h, w), lambda: points, device)
     bound = max_shift.reshape(n, 1, 1)
     pts2 = pts1 + uniform((n, 3, 2), -bound, bound, gen, device)
-    # warpAffine samples dst(p) = src(M^-1 p); M^-1 is the affine map taking pts2 onto pts1.
-    ones = torch.ones((n, 3, 1), device=device)
-    inv = torch.linalg.solve(torch.cat([pts2, ones], 2).double(), pts1.double().expand(n, 3, 2)).float()  # (N,3,2)
-    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
-                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
-    grid = torch.stack([xs, ys, torch.ones_like(xs)], -1).reshape(1, h * w, 3)
+    # warpAffine samples dst(p) = src(M^-1 p); M^-1 is the affine map taking pts2 onto pts1. solve_ex: no error
+    # check, which would wait for the device (three random points are never collinear in practice).
+    target = on_device(("affine_points", h, w), lambda: points, device, torch.float64).expand(n, 3, 2)
+    inv = torch.linalg.solve_ex(F.pad(pts2, (0, 1), value=1.0).double(), target).result.float()  # (N, 3, 2)
     # OpenCV >= 5 (the CPU engine) samples at the exact positions; OpenCV 3/4 rounded them to 1/32 px.
-    src = (grid @ inv).reshape(n, h, w, 2)
+    src = (_pixel_grid(h, w, device).reshape(1, h * w, 3) @ inv).reshape(n, h, w, 2)
     return src[..., 1], src[..., 0]
 
 
@@ -46,14 +57,13 @@ def elastic_transform(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch
                       profile: str) -> torch.Tensor:
     """Random three-point affine (REFLECT_101) then a smoothed random displacement field (half-sample reflect)."""
     n, _, h, w = x.shape
-    rows, cols = _affine_sources(per_sample([c[2] for c in table], sevs, x.device), h, w, gen)
+    alpha, max_shift = per_sample_columns(table, (0, 2), sevs, x.device)
+    rows, cols = _affine_sources(max_shift.reshape(n), h, w, gen)
     img = bilinear_gather(x, rows, cols, "reflect101")
     noise = uniform((n, 2, h, w), -1.0, 1.0, gen, x.device)  # dx, then dy
-    fields = gaussian_blur(noise, [c[1] for c in table], sevs, mode="reflect", truncate=3.0)
-    fields = fields * column(per_sample([c[0] for c in table], sevs, x.device))
-    grid_r = torch.arange(h, device=x.device, dtype=torch.float32)[:, None]
-    grid_c = torch.arange(w, device=x.device, dtype=torch.float32)[None, :]
-    out = bilinear_gather(img, grid_r + fields[:, 1], grid_c + fields[:, 0], "reflect")
+    fields = gaussian_blur(noise, [c[1] for c in table], sevs, mode="reflect", truncate=3.0) * alpha
+    grid = _pixel_grid(h, w, x.device)
+    out = bilinear_gather(img, grid[..., 1] + fields[:, 1], grid[..., 0] + fields[:, 0], "reflect")
     return out.clamp_(0, 1).mul_(255)
 
 
@@ -70,8 +80,8 @@ def pixelate(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generato
              profile: str) -> torch.Tensor:
     """Pillow BOX down-sampling to ``int(side * c)`` then BOX (= nearest) up-sampling, 8-bit rounding per pass."""
     _, _, h, w = x.shape
-    down_h, up_h = (_batched(pick(m, sevs)) for m in pil_box_stack(h, tuple(int(h * c) for c in table), x.device))
-    down_w, up_w = (_batched(pick(m, sevs)) for m in pil_box_stack(w, tuple(int(w * c) for c in table), x.device))
+    stacks = (pil_box_stack(n, tuple(int(n * c) for c in table), x.device) for n in (h, w))
+    down_h, up_h, down_w, up_w = (_batched(m) for m in pick(sevs, *(m for pair in stacks for m in pair)))
     v = _round8(x * 255)
     v = _round8(v @ down_w.transpose(-1, -2))  # Pillow resizes horizontally first, rounding to 8 bits per pass
     v = _round8(down_h @ v)
@@ -104,10 +114,9 @@ def jpeg_compression(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.
 def saturate(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
              profile: str) -> torch.Tensor:
     """HSV saturation ``S * c0 + c1`` (clipped), skimage colour maths."""
-    scale, offset = (column(per_sample([c[i] for c in table], sevs, x.device)) for i in (0, 1))
-    hsv = rgb_to_hsv(x)
-    hsv[:, 1:2] = (hsv[:, 1:2] * scale + offset).clamp_(0, 1)
-    return hsv_to_rgb(hsv).clamp_(0, 1).mul_(255)
+    scale, offset = (c[:, 0] for c in per_sample_columns(table, (0, 1), sevs, x.device))
+    h, s, v = rgb_to_hsv(x)
+    return hsv_to_rgb(h, (s * scale + offset).clamp_(0, 1), v).clamp_(0, 1).mul_(255)
 
 
 OPS = {

@@ -11,7 +11,7 @@ import torch
 
 from .._frost import FROST_FILES, frost_texture
 from .._params import FROST_SCALE
-from ._ops import column, per_sample
+from ._ops import per_sample_columns
 
 _STACKS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 _STACKS_MAX = 8
@@ -46,7 +46,7 @@ def frost(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator |
     cols = left[:, None] + torch.arange(w, device=x.device)
     crop = stack[k[:, None, None, None], torch.arange(3, device=x.device)[None, :, None, None],
                  rows[:, None, :, None], cols[:, None, None, :]]
-    image_weight, frost_weight = (column(per_sample([c[i] for c in table], sevs, x.device)) for i in (0, 1))
+    image_weight, frost_weight = per_sample_columns(table, (0, 1), sevs, x.device)
     return (image_weight * torch.floor(x * 255 + 0.5) + frost_weight * crop.float()).clamp_(0, 255)
 
 
