@@ -29,6 +29,10 @@ ls "$VQSA_FROST_DIR" || echo "WARNING: no frost textures in $VQSA_FROST_DIR (fro
 echo "== fidelity on the GPU (ImageNet profile, 224 px) =="
 timeout 200 python benchmarks/device/gpu_checks.py --json "$OUT/gpu_checks.json" || echo "checks exited with $?"
 
+echo "== CUDA-only unit tests (spatter's wet-edge map on the GPU equals OpenCV) =="
+timeout 120 python -m pytest -q -p no:cacheprovider tests/corruptions/test_batched_edges.py -k cuda -rs \
+  || echo "CUDA tests exited with $?"
+
 echo "== throughput, batch 256, 224 and 32 px, CPU engine per image for the ratio =="
 timeout 300 python benchmarks/corruptions_batched_speed.py --device cuda --batch 256 --sizes 224 32 \
   --min-calls 5 --min-time 0.3 --threads 1 --json "$OUT/gpu_speed.json" || echo "speed exited with $?"

@@ -2,11 +2,10 @@
 
 Op signature: see :mod:`.noise`.
 
-Spatter's water mode (severities 1-3) runs one sub-step on the CPU: the reference turns the liquid layer into a
-"wet edge" map with ``cv2.Canny`` + ``cv2.distanceTransform`` + histogram equalisation, and no torch formulation of
-Canny's hysteresis and OpenCV's 5x5 chamfer distance transform is both faithful and cheap. That 8-bit map is computed
-per sample with OpenCV exactly as the reference does (on a thread pool) and moved back to the device; everything
-else stays on the device. Spatter is not one of the 15 training corruptions.
+Spatter's water mode (severities 1-3) turns the liquid layer into the reference's "wet edge" map (``cv2.Canny`` +
+``cv2.distanceTransform`` + histogram equalisation + filters). On CPU tensors that map comes from OpenCV itself, per
+image on a thread pool (the fastest there); on other devices from :mod:`.edges`, batched torch ops with the same
+values, so the whole corruption stays on the device.
 """
 from __future__ import annotations
 
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..weather import plasma_mapsize
+from . import edges
 from ._linear import on_device
 from ._ops import (HALF_Q16, clipped_zoom, gaussian_blur, host_tensor, hsv_to_rgb, line_blur, motion_kernels,
                    motion_offsets, per_sample, per_sample_columns, rgb_to_hsv, uniform)
@@ -172,6 +172,15 @@ def _wet_edges_cpu(layer8: np.ndarray) -> np.ndarray:
     return np.stack(list(_pool().map(_wet_edges_one, layer8)))
 
 
+def _wet_edges(layer8: torch.Tensor) -> torch.Tensor:
+    """The wet-edge map of (N, H, W) 8-bit layers: OpenCV on a host thread pool for CPU tensors (about 4x faster
+    there), the same values as batched torch ops elsewhere (:mod:`.edges`: no host round trip), unless this OpenCV
+    build's distance transform is one those ops do not reproduce."""
+    if layer8.device.type != "cpu" and edges.matches_opencv():
+        return edges.wet_edges(layer8)
+    return torch.from_numpy(_wet_edges_cpu(layer8.to(torch.uint8).cpu().numpy())).to(layer8.device)
+
+
 def spatter(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator | None,
             profile: str) -> torch.Tensor:
     """Smoothed, thresholded liquid layer; water (turquoise wet edges) or mud (brown blobs), by severity."""
@@ -198,8 +207,7 @@ def spatter(x: torch.Tensor, sevs: list[int], table: tuple, gen: torch.Generator
 def _water(x: torch.Tensor, liquid: torch.Tensor, intensity: torch.Tensor) -> torch.Tensor:
     # numpy's float -> uint8 cast of the reference keeps the low 8 bits of the truncated value
     layer8 = torch.remainder(torch.floor(liquid * 255), 256)
-    edges = _wet_edges_cpu(layer8.to(torch.uint8).cpu().numpy())
-    m = layer8 * torch.from_numpy(edges).to(x.device)
+    m = layer8 * _wet_edges(layer8)
     peak = m.amax((1, 2), keepdim=True)
     m = m / torch.where(peak > 0, peak, 1.0)  # m >= 0, so an all-zero map stays 0
     color = on_device(("water",), lambda: np.reshape(_WATER, (1, 3, 1, 1)), x.device)
