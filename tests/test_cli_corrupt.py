@@ -273,3 +273,43 @@ def test_too_small_image_is_named(tmp_path, capsys):
     assert "tiny.png" in capsys.readouterr().err
     assert main([*args, "--skip-bad"]) == 0
     assert "50x20 after preprocessing" in capsys.readouterr().out
+
+
+def _tiny_cifar(root, n=12):
+    rng = np.random.default_rng(0)
+    (root / "cifar10").mkdir(parents=True)
+    classes = np.array(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"])
+    np.savez(root / "cifar10" / "test.npz", images=rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+             labels=rng.integers(0, 10, n), classes=classes)
+    return root
+
+
+def test_cifar10_limit_above_the_test_set_is_an_error(tmp_path, capsys):
+    root = _tiny_cifar(tmp_path / "data")
+    args = ["corrupt", "--cifar10", "--data-root", str(root), str(tmp_path / "c"), "--corruptions", "contrast",
+            "--quiet"]
+    assert main([*args, "--limit", "13"]) == 1
+    assert "limit 13 is larger than the 12 CIFAR-10 test images" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # nothing written
+    assert main([*args, "--limit", "12"]) == 0  # exactly all: fine
+
+
+def test_cifar10_resume_with_another_limit_says_what_differs(tmp_path, capsys):
+    root = _tiny_cifar(tmp_path / "data")
+    args = ["corrupt", "--cifar10", "--data-root", str(root), str(tmp_path / "c"), "--corruptions", "contrast",
+            "--quiet", "--limit"]
+    assert main([*args, "5"]) == 0
+    assert main([*args, "7"]) == 1
+    err = capsys.readouterr().err
+    assert "other settings (number of images n (--limit): 5 there vs 7 now; a different selection" in err
+    assert "keys_sha256" not in err
+
+
+def test_output_size_below_the_minimum_is_a_setting_error(tiny_folder, tmp_path, capsys):
+    dst = tmp_path / "d"
+    assert main(["corrupt", str(tiny_folder), str(dst), "--resize", "16", "--center-crop", "16", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "--center-crop 16 makes every image 16x16" in err and "--skip-bad" not in err
+    assert not dst.exists()
+    assert main(["corrupt", str(tiny_folder), str(dst), "--resize", "20", "--center-crop", "none", "--quiet"]) == 1
+    assert "--resize 20" in capsys.readouterr().err

@@ -166,8 +166,9 @@ def test_single_process_listings_and_errors(outcomes):
     assert [c[:2] for c in released["cells"]] == [["clean", 0], ["fog", 1], ["fog", 2], ["snow", 1], ["snow", 2]]
     assert all(c[3] == 6 and c[5] == [3, 5, 990] for c in released["cells"])  # wnid folders sorted, notes.txt out
     otf = single["imagenet-c on the fly"]
-    message = (f"no released imagenet-c under {otf['ok']['data']['root']}; corrupting ImageNet val "
-               "(imagenet/val/<wnid>/) on the fly (seed 0, profile auto)")
+    root = otf["ok"]["data"]["root"]  # the warning names the folder it used, not a template path
+    message = (f"no released imagenet-c under {root}; corrupting ImageNet val ({Path(root) / 'imagenet' / 'val'}) "
+               "on the fly (seed 0, profile auto)")
     assert otf["warnings"] == [message]
     assert single["imagenet-r"]["ok"]["class_subset"] is not None
     train = single["train folders"]["ok"]

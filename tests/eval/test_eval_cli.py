@@ -24,8 +24,8 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
-    write_cifar10_c(root / "CIFAR-10-C", ["fog", "speckle_noise"], n=6)
-    write_cifar10(root, n=8)
+    labels = write_cifar10(root, n=8)
+    write_cifar10_c(root / "CIFAR-10-C", ["fog", "speckle_noise"], n=6, clean_labels=labels)
     return root
 
 
@@ -41,7 +41,7 @@ def test_cli_evaluate_writes_all_files(run_dir, data, tmp_path, capsys):
     assert {p.name for p in out.iterdir()} == {"results.json", "results.csv", "results.md", "results.png"}
     d = json.loads((out / "results.json").read_text())
     assert d["dataset"] == "cifar10-c" and d["source"].startswith("released files")
-    assert d["n_examples"] == {"clean": 8, "per_cell": 6, "total": 8 + 4 * 6}
+    assert d["n_examples"] == {"clean": 6, "per_cell": 6, "total": 6 + 4 * 6}  # the 6 clean images of the rows
     assert d["train_corruptions"] == ["fog", "contrast"] and d["overlap"] == ["fog"]
     assert d["model"]["name"] == "cifar_resnet8" and d["model"]["checkpoint"] == str(run_dir)
     assert d["summary"]["mce"] is None and isinstance(d["summary"]["mean_error"], float)

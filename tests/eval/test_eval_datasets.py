@@ -38,7 +38,8 @@ def test_imagenet_c_missing_folder_named(tmp_path):
     write_imagenet_c(tmp_path / "imagenet-c", ["fog"], [1])
     with pytest.raises(FileNotFoundError, match=r"snow.*severity 1|snow/1"):
         build_plan("imagenet-c", tmp_path, ["fog", "snow"], [1])
-    plan = build_plan("imagenet-c", tmp_path, ["fog", "snow"], [1], allow_missing=True)
+    with pytest.warns(UserWarning, match="skipped 1 missing or unusable imagenet-c cell"):
+        plan = build_plan("imagenet-c", tmp_path, ["fog", "snow"], [1], allow_missing=True)
     assert [(c.corruption, c.severity) for c in plan.cells] == [("fog", 1)]
     assert plan.skipped[0]["corruption"] == "snow" and "missing" in plan.skipped[0]["reason"]
     assert plan.baseline == "alexnet" and "clean error not evaluated" in plan.notes[0]

@@ -37,16 +37,17 @@ def _worker(rank: int, world: int, port: int, root: str, out: str) -> None:
 def test_distributed_counts_are_exact(tmp_path):
     import vqsa
 
-    info = write_cifar10_c(tmp_path / "c" / "CIFAR-10-C", ["fog", "snow"], n=7)
-    write_cifar10(tmp_path / "c", n=9)  # 9 clean + 4 cells x 7 = 37 items over 2 ranks: 19 + 18, uneven
+    labels = write_cifar10(tmp_path / "c", n=9)
+    # rows made from 7 of the 9 clean images (manifest): 7 clean + 4 cells x 7 = 35 items over 2 ranks: 18 + 17
+    info = write_cifar10_c(tmp_path / "c" / "CIFAR-10-C", ["fog", "snow"], n=7, clean_labels=labels)
     single = vqsa.evaluate(PixelOracle(10), "cifar10-c", tmp_path / "c", ["fog", "snow"], [1, 5], clean=True,
                            batch_size=2, num_workers=0, progress=False)
     expected = [[single.clean.correct, single.clean.total]] + [[c.correct, c.total] for c in single.cells]
-    assert [t for _, t in expected] == [9] + [info["n"]] * 4
+    assert [t for _, t in expected] == [7] + [info["n"]] * 4
     mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path / "c"), str(tmp_path)), nprocs=2,
                        start_method="fork")
     for rank in range(2):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert got["world"] == 2
         assert got["counts"] == expected  # every rank reports the reduced, exact totals
-    assert np.sum(expected, axis=0)[1] == 37
+    assert np.sum(expected, axis=0)[1] == 35

@@ -116,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from vqsa.corruptions import dataset_writer as dw
 
+    if mode == "folder":
+        _check_output_size(resize, center_crop)
     if mode == "cifar10":
         summary = dw.corrupt_cifar10(
             args.paths[0], args.data_root, args.corruptions or "common", severities, limit=args.limit,
@@ -144,6 +146,20 @@ def _reject_unused(args: argparse.Namespace, mode: str) -> None:
         raise ValueError(f"{flags} cannot be used in {mode} mode{why}")
     if mode == "gallery" and args.jobs != 1:
         raise ValueError("--jobs cannot be used in gallery mode")
+
+
+def _check_output_size(resize: int | None, center_crop: int | None) -> None:
+    """Refuse --resize / --center-crop that make every image smaller than the corruptions accept (before any work:
+    it is a setting problem, not a bad file that --skip-bad could skip)."""
+    from vqsa.corruptions import MIN_SIZE
+
+    side, flag = (center_crop, "--center-crop") if center_crop else (resize, "--resize")
+    if side and side < MIN_SIZE:
+        made = f"every image {side}x{side}" if flag == "--center-crop" else f"the short side of every image {side} px"
+        raise ValueError(f"{flag} {side} makes {made}, but the corruptions need at least {MIN_SIZE}x{MIN_SIZE}; use "
+                         f"{flag} {MIN_SIZE} or more"
+                         + (" (or --center-crop none to keep the resized image)" if center_crop and resize and
+                            resize >= MIN_SIZE else ""))
 
 
 def _available_cpus() -> int:

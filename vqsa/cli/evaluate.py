@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from vqsa.cli._args import positive_int
 from vqsa.eval.datasets import DATASETS
 
 
@@ -32,9 +33,14 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
     d.add_argument("--corruptions", nargs="+", default=None,
                    help="names or groups (common, validation, all, noise, blur, weather, digital, none); "
                         "default: all 19 for -c datasets, none otherwise")
-    d.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    d.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5], metavar="S",
+                   help="severities to evaluate, each in 1..5 (default: 1 2 3 4 5; mCE needs all five)")
     d.add_argument("--no-clean", dest="clean", action="store_false", help="skip the clean images")
-    d.add_argument("--limit", type=int, default=None, help="same seeded random N images in every cell")
+    d.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                   help="same seeded random N images in every cell (a warning when the set has fewer)")
+    d.add_argument("--indices-from", default=None, metavar="RESULTS",
+                   help="evaluate exactly the examples of an earlier results.json (or its folder), e.g. a training "
+                        "run's own evaluation; fails when they are not in this dataset")
     d.add_argument("--on-the-fly", dest="on_the_fly", action="store_true", default=None,
                    help="corrupt the clean set in memory instead of reading released files")
     d.add_argument("--released-only", dest="on_the_fly", action="store_false",
@@ -73,7 +79,7 @@ def _build_model(args: argparse.Namespace):
         print("vqsa evaluate: warning: --model without --pretrained evaluates random weights", file=sys.stderr)
     model = create_model(args.model, num_classes=num_classes, pretrained=args.pretrained, vq=False)
     label = args.model.replace(":", "_")
-    return model, {"name": args.model, "pretrained": args.pretrained, "label": label,
+    return model, {"name": args.model, "architecture": args.model, "pretrained": args.pretrained, "label": label,
                    "config": getattr(model, "model_config", None)}, None
 
 
@@ -87,8 +93,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vqsa.eval import evaluate
+    from vqsa.eval.runner import check_device
     from vqsa.utils import distributed as dist
 
+    if args.device:
+        check_device(args.device)  # before init_distributed or any model is moved: a clear error, not torch's
     device = dist.init_distributed()
     if args.device:
         device = torch.device(args.device)
@@ -97,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         results = evaluate(
             model.to(device), args.dataset, args.data_root, args.corruptions, args.severities, clean=args.clean,
             batch_size=args.batch_size, num_workers=args.workers, amp=args.amp, limit=args.limit,
-            on_the_fly=args.on_the_fly, seed=args.seed, profile=args.profile,
+            indices=args.indices_from, on_the_fly=args.on_the_fly, seed=args.seed, profile=args.profile,
             jpeg_quality=args.jpeg_quality, allow_missing=args.allow_missing,
             device=device, train_corruptions=args.train_corruptions or train, model_info=info,
             progress=args.progress,

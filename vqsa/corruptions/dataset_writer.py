@@ -459,7 +459,9 @@ def corrupt_cifar10(
     """CIFAR-10-C from the CIFAR-10 test split (``data_root`` or ``$VQSA_DATA``): see :func:`corrupt_arrays`.
 
     ``limit`` keeps a fixed random subset of that many test images (in dataset order, drawn with ``seed``); its
-    rows are identical to the corresponding rows of a full run with the same seed.
+    rows are identical to the corresponding rows of a full run with the same seed, and the manifest records their
+    test indices (``vqsa evaluate`` scores the clean images at them). A limit above the number of test images
+    raises ValueError.
     """
     from vqsa.data import load_cifar10, resolve_data_root
 
@@ -469,6 +471,9 @@ def corrupt_cifar10(
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit <= 0:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        if limit > len(ds):
+            raise ValueError(f"limit {limit} is larger than the {len(ds)} CIFAR-10 test images of {ds.source}; "
+                             f"omit --limit to write all {len(ds)}")
         if limit < len(ds):
             idx = np.sort(derive_rng(seed, "cifar10-test-subset").permutation(len(ds))[:limit])
     info = {"source": ds.source, "split": "test", "classes": list(ds.classes)}
@@ -513,8 +518,8 @@ def _claim_destination(dst: Path, kind: str, settings: dict[str, Any], info: dic
         old_settings = old.get("settings", {})
         diff = sorted(k for k in settings.keys() | old_settings.keys() if settings.get(k) != old_settings.get(k))
         if diff:
-            shown = ", ".join(f"{k}: {old_settings.get(k)!r} there vs {settings.get(k)!r} now" for k in diff)
-            raise ValueError(f"{dst} was written with other settings ({shown}); use the same options or a new folder")
+            raise ValueError(f"{dst} was written with other settings ({_describe_diff(diff, old_settings, settings)});"
+                             " use the same options or a new folder")
         return
     if dst.exists() and not dst.is_dir():
         raise ValueError(f"destination {str(dst)!r} exists and is not a folder")
@@ -526,6 +531,19 @@ def _claim_destination(dst: Path, kind: str, settings: dict[str, Any], info: dic
         manifest,
         {"format": _MANIFEST_FORMAT, "kind": kind, "settings": settings, **info, "versions": versions()},
     )
+
+
+_SETTING_NAMES = {"n": "number of images n (--limit)"}
+
+
+def _describe_diff(keys: list[str], old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The differing manifest settings in words; the sha256 of the per-image keys only as "other images"."""
+    parts = [f"{_SETTING_NAMES.get(k, k)}: {old.get(k)!r} there vs {new.get(k)!r} now" for k in keys
+             if k != "keys_sha256"]
+    if "keys_sha256" in keys:
+        parts.append("a different selection of source images (another --limit or --seed draws other test images)"
+                     if "n" in keys or "seed" in keys or not parts else "a different selection of source images")
+    return "; ".join(parts)
 
 
 def _remove_stale_temporaries(dst: Path) -> int:

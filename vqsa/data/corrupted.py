@@ -8,8 +8,10 @@ name and decoded per item, ``.npy`` arrays are memory-mapped.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,13 @@ class EvalImages(Dataset):
 
     def load(self, index: int) -> tuple[np.ndarray, int]:
         raise NotImplementedError
+
+    def identity_digests(self, indices: Sequence[int] | np.ndarray | None = None) -> list[bytes] | None:
+        """A sha256 digest naming each item (``indices``, default all) independently of its position, or None when
+        this kind of set cannot name its items cheaply. Two sets hold the same examples iff their sorted digests
+        are equal: ``vqsa.evaluate`` records their fingerprint so that results on different examples are told apart.
+        """
+        return None
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image, label = self.load(index)
@@ -60,6 +69,12 @@ class ArrayImages(EvalImages):
 
     def load(self, index: int) -> tuple[np.ndarray, int]:
         return np.asarray(self.images[index]), int(self.labels[index])
+
+    def identity_digests(self, indices: Sequence[int] | np.ndarray | None = None) -> list[bytes]:
+        """sha256 of each image's pixels and label (about 3 us per CIFAR image)."""
+        idx = range(len(self)) if indices is None else indices
+        return [hashlib.sha256(np.ascontiguousarray(self.images[int(i)]).tobytes()
+                               + int(self.labels[int(i)]).to_bytes(8, "little")).digest() for i in idx]
 
 
 class FolderImages(EvalImages):
@@ -127,6 +142,17 @@ class FolderImages(EvalImages):
         d = self._dir_of(index)
         return self.root / self._dirs[d] / self._files[d][index - self._offsets[d]]
 
+    def identity_digests(self, indices: Sequence[int] | np.ndarray | None = None) -> list[bytes]:
+        """sha256 of each item's ``<class folder>/<file name without suffix>`` and label: the released ImageNet-C
+        files (``.JPEG``) and ``vqsa corrupt`` outputs (``.png``) name the same example as the ImageNet val file."""
+        idx = range(len(self)) if indices is None else indices
+        out = []
+        for i in idx:
+            d = self._dir_of(int(i))
+            stem = os.path.splitext(self._files[d][int(i) - self._offsets[d]])[0]
+            out.append(hashlib.sha256(f"{self._dirs[d]}/{stem}\0{int(self._labels[d])}".encode()).digest())
+        return out
+
     def _dir_of(self, index: int) -> int:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
@@ -178,6 +204,10 @@ class CorruptedImages(EvalImages):
 
     def __len__(self) -> int:
         return len(self.base)
+
+    def identity_digests(self, indices: Sequence[int] | np.ndarray | None = None) -> list[bytes] | None:
+        """The clean items' digests: a corrupted copy is the same example."""
+        return self.base.identity_digests(indices)
 
     def load(self, index: int) -> tuple[np.ndarray, int]:
         from vqsa.corruptions import corrupt, derive_rng

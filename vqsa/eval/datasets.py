@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vqsa import metrics
@@ -17,6 +18,8 @@ from vqsa.data.corrupted import ArrayImages, CorruptedImages, EvalImages, Folder
 from vqsa.data.imagenet_subsets import subset_indices, subset_wnids, wnid_to_index
 from vqsa.data.paths import resolve_data_root
 from vqsa.utils import distributed as dist
+
+from .results import summarize_cells
 
 DATASETS = ("cifar10", "cifar10-c", "imagenet", "imagenet-c", "imagenet-r", "imagenet-a")
 _DIR_NAMES = {
@@ -49,6 +52,16 @@ class EvalPlan:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    # which examples the cells hold: ``reference`` names them (the clean set, evaluated or not; None when unknown),
+    # ``reference_ids[i]`` is the index of reference item i in ``index_space`` (None: i itself), e.g. the CIFAR-10
+    # test indices of a CIFAR-10-C written with ``vqsa corrupt --limit``
+    reference: EvalImages | None = None
+    reference_ids: np.ndarray | None = None
+    index_space: str | None = None
+    index_space_size: int | None = None
+    # set when item i of the clean cell is not the image of row i of the corrupted cells (same set, another order):
+    # harmless for full cells, a warning when a subset is evaluated
+    unpaired: str | None = None
 
 
 def resolve_corruptions(spec: str | Sequence[str] | None, default: Sequence[str] = ()) -> list[str]:
@@ -177,11 +190,13 @@ def _named_plan(dataset: str, data_root: str | os.PathLike | None, corruptions: 
     names = resolve_corruptions(corruptions, metrics.CORRUPTION_NAMES if dataset.endswith("-c") else ())
     if dataset in ("cifar10", "cifar10-c"):
         released = _find_dir(root, _DIR_NAMES["cifar10-c"], lambda p: (p / "labels.npy").is_file())
-        clean_set, baseline, base_name = _cifar10_test(root), None, "CIFAR-10 test (cifar10/test.npz)"
+        clean_set, baseline = _cifar10_test(root), None
+        base_name = f"CIFAR-10 test ({clean_set.description})" if clean_set else "CIFAR-10 test (cifar10/test.npz)"
     elif dataset in ("imagenet", "imagenet-c"):
         released = _find_dir(root, _DIR_NAMES["imagenet-c"],
                              lambda p: any((p / c).is_dir() for c in metrics.CORRUPTION_NAMES))
-        clean_set, baseline, base_name = _imagenet_val(root), "alexnet", "ImageNet val (imagenet/val/<wnid>/)"
+        clean_set, baseline = _imagenet_val(root), "alexnet"
+        base_name = f"ImageNet val ({clean_set.root})" if clean_set else "ImageNet val (imagenet/val/<wnid>/)"
     else:
         path = _find_dir(root, _DIR_NAMES[dataset], _has_wnid_dirs)
         if path is None:
@@ -205,9 +220,99 @@ def _named_plan(dataset: str, data_root: str | os.PathLike | None, corruptions: 
     if released is None:
         raise FileNotFoundError(f"no released {dataset} under {str(root)!r} (looked in the root and in "
                                 f"{', '.join(_DIR_NAMES[dataset])}); pass --on-the-fly to generate it from {base_name}")
-    return _released_plan(dataset, released, clean_set if clean else None, names, sevs, baseline, allow_missing,
-                          {**info, "released": str(released),
-                           "clean": clean_set.description if clean_set else None}), []
+    full_clean, reference_ids = clean_set, None
+    unpaired = None
+    if dataset == "cifar10-c":
+        clean_set, reference_ids, unpaired = _cifar10_c_clean(released, clean_set, clean)
+    plan, more = _released_plan(dataset, released, clean_set if clean else None, names, sevs, baseline,
+                                allow_missing, {**info, "released": str(released),
+                                                "clean": clean_set.description if clean_set else None},
+                                clean=clean)
+    plan.reference = clean_set if clean_set is not None else plan.reference
+    plan.reference_ids = reference_ids
+    plan.unpaired = unpaired
+    if plan.unpaired:
+        plan.notes.append(plan.unpaired)
+    if reference_ids is not None:  # indices into the full clean set (or the set the files were written from)
+        source = (_read_manifest(released)[1] or {}).get("source")
+        plan.index_space = full_clean.description if full_clean is not None else f"CIFAR-10 test ({source})"
+        plan.index_space_size = len(full_clean) if full_clean is not None else None
+    elif clean_set is not None:
+        plan.index_space, plan.index_space_size = clean_set.description, len(clean_set)
+    return plan, more
+
+
+def _read_manifest(folder: Path) -> tuple[Path, dict[str, Any] | None]:
+    """``vqsa corrupt``'s manifest in ``folder`` (None when there is none)."""
+    from vqsa.corruptions.dataset_writer import MANIFEST_NAME
+
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return path, None
+    import json
+
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable manifest ({e})") from e
+    return path, manifest if isinstance(manifest, dict) else None
+
+
+def _cifar10_c_clean(released: Path, clean_set: ArrayImages | None, clean: bool
+                     ) -> tuple[ArrayImages | None, np.ndarray | None, str | None]:
+    """The clean images the rows of a CIFAR-10-C folder were made from, their indices in the clean test set (None:
+    all of it, in order) and, when the rows are the clean set in another order, why they are not paired.
+
+    A folder written by ``vqsa corrupt --cifar10 --limit N`` holds N test images whose indices its manifest records:
+    the clean set is cut down to them, so clean and corrupted cells hold the same images. A size or label mismatch
+    that cannot be reconciled raises ValueError when the clean images are to be evaluated (``clean=True``); with
+    ``clean=False`` it only leaves the examples unnamed.
+    """
+    labels = np.load(released / "labels.npy", mmap_mode="r", allow_pickle=False)
+    if labels.ndim != 1 or len(labels) % 5:
+        raise ValueError(f"{released / 'labels.npy'}: expected 5 * n labels (severities 1..5), got {labels.shape}")
+    n = len(labels) // 5
+    path, manifest = _read_manifest(released)
+    indices = manifest.get("indices") if manifest else None
+    try:
+        if indices is not None:
+            idx = np.asarray(indices, dtype=np.int64)
+            if idx.ndim != 1 or len(idx) != n or len(np.unique(idx)) != n:
+                raise ValueError(f"{path} lists {len(idx)} test indices but the files in {released} hold {n} images "
+                                 "per severity: the manifest does not describe these files")
+            if clean_set is None:
+                return None, idx, None
+            if idx.min() < 0 or idx.max() >= len(clean_set):
+                raise ValueError(f"{path} lists test indices up to {int(idx.max())} but the clean set "
+                                 f"{clean_set.description} has {len(clean_set)} images: it is not the set the files "
+                                 f"were written from ({manifest.get('source')})")
+            if not np.array_equal(clean_set.labels[idx], np.asarray(labels[:n])):
+                raise ValueError(f"the labels in {released / 'labels.npy'} differ from those of the clean set "
+                                 f"{clean_set.description} at the {n} indices of {path}: the files were written from "
+                                 f"another copy of CIFAR-10 ({manifest.get('source')})")
+            subset = ArrayImages(clean_set.images[idx], clean_set.labels[idx], clean_set.num_classes,
+                                 f"{clean_set.description} [the {n} test images listed in {path}]")
+            return subset, idx, None
+        if clean_set is None:
+            return None, None, None
+        if n != len(clean_set):
+            raise ValueError(
+                f"{released} holds {n} images per severity but the clean set {clean_set.description} has "
+                f"{len(clean_set)}, and no manifest ({path.name}) says which test images they are: the clean error "
+                "would be measured on other images than the corrupted cells. Pass --no-clean (clean=False) to "
+                "evaluate the corrupted cells only, or write the set with `vqsa corrupt --cifar10 --limit N`, "
+                "which records the indices")
+    except ValueError:
+        if clean:
+            raise
+        return None, None, None
+    if not np.array_equal(clean_set.labels, np.asarray(labels[:n])):
+        return clean_set, None, (
+            f"the rows of {released} are not in the order of the clean set {clean_set.description} (their labels "
+            "differ: the official CIFAR-10-C next to a re-ordered CIFAR-10 copy?): the full cells hold the same "
+            "images, but row i of a corrupted file is not clean image i, so a --limit / --indices-from subset of "
+            "the clean cell holds other images than that of the corrupted cells")
+    return clean_set, None, None
 
 
 def _subset_folder(dataset: str, path: Path) -> FolderImages:
@@ -233,14 +338,18 @@ def _otf_plan(name: str, base: EvalImages, names: list[str], sevs: list[int], cl
         source += f", JPEG q{jpeg_quality}"
     return EvalPlan(name, source, baseline, base.num_classes, cells,
                     data={**info, "clean": base.description, "on_the_fly": bool(names), "seed": seed,
-                          "profile": profile, "jpeg_quality": jpeg_quality})
+                          "profile": profile, "jpeg_quality": jpeg_quality},
+                    reference=base, index_space=base.description, index_space_size=len(base))
 
 
 def _released_plan(name: str, root: Path, clean_set: EvalImages | None, names: list[str], sevs: list[int],
-                   baseline: str | None, allow_missing: bool, info: dict[str, Any]) -> EvalPlan:
+                   baseline: str | None, allow_missing: bool, info: dict[str, Any], clean: bool = True
+                   ) -> tuple[EvalPlan, list[str]]:
     cells = [Cell("clean", 0, clean_set)] if clean_set is not None else []
-    notes = [] if clean_set is not None else [f"no clean set found next to {root}: clean error not evaluated"]
-    skipped, problems = [], []
+    notes = [] if clean_set is not None or not clean else [
+        f"no clean set found next to {root}: clean error not evaluated"]
+    skipped: list[dict[str, Any]] = []
+    messages: list[str] = []
     file_lists: dict[tuple[str, ...], tuple[str, ...]] = {}
     for c in names:
         for s in sevs:
@@ -249,16 +358,31 @@ def _released_plan(name: str, root: Path, clean_set: EvalImages | None, names: l
                 if len(images) == 0:
                     raise ValueError(f"{name} cell {c} severity {s} under {root} has no images")
             except (FileNotFoundError, ValueError) as e:
-                problems.append(str(e))
                 skipped.append({"corruption": c, "severity": s, "reason": str(e)})
                 continue
             cells.append(Cell(c, s, images))
-    if problems and not allow_missing:
-        unique = list(dict.fromkeys(problems))  # a missing CIFAR-10-C file is one problem for its 5 severities
-        raise FileNotFoundError(f"{len(problems)} {name} cell(s) missing or unusable (use --allow-missing to skip "
-                                "them):\n  " + "\n  ".join(unique[:20]) + ("\n  ..." if len(unique) > 20 else ""))
+    if skipped and not allow_missing:
+        raise FileNotFoundError(f"{len(skipped)} {name} cell(s) missing or unusable (use --allow-missing to skip "
+                                "them):\n  " + "\n  ".join(summarize_cells(skipped)))
+    if skipped:
+        messages.append(f"skipped {len(skipped)} missing or unusable {name} cell(s): "
+                        + "; ".join(summarize_cells(skipped, max_lines=1)))
     if not cells:
         raise ValueError(f"nothing to evaluate in {root}: every requested cell is missing")
+    if clean_set is not None:
+        other = sorted({len(c.images) for c in cells if c.corruption != "clean"} - {len(clean_set)})
+        if other:
+            message = (f"the {name} cells under {root} hold {', '.join(map(str, other))} images but the clean set "
+                       f"{clean_set.description} holds {len(clean_set)}: clean and corrupted errors are measured on "
+                       "different images (a partial copy of the release?)")
+            messages.append(message)
+            notes.append(message)
     num_classes = 10 if name.startswith("cifar") else 1000
-    return EvalPlan(name, f"released files in {root}", baseline, num_classes, cells, skipped=skipped, notes=notes,
-                    data={**info, "on_the_fly": False})
+    first = next((c.images for c in cells if c.corruption != "clean"), None)
+    # ImageNet-C file names are the val file names: without the val folder, a cell names the examples as well
+    reference = clean_set if clean_set is not None else (first if not name.startswith("cifar") else None)
+    plan = EvalPlan(name, f"released files in {root}", baseline, num_classes, cells, skipped=skipped, notes=notes,
+                    data={**info, "on_the_fly": False}, reference=reference,
+                    index_space=reference.description if reference is not None else None,
+                    index_space_size=len(reference) if reference is not None else None)
+    return plan, messages

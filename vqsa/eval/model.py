@@ -55,10 +55,22 @@ def load_for_eval(checkpoint: str | os.PathLike) -> tuple[nn.Module, dict[str, A
     except (ValueError, KeyError, RuntimeError) as e:
         raise ValueError(f"cannot load a model from {path}: {e}") from e
     config = getattr(model, "model_config", None) or {}
-    info = {"checkpoint": str(path), "name": config.get("name", type(model).__name__), "config": config,
-            "num_params": sum(p.numel() for p in model.parameters()),
-            "label": path.name if path.is_dir() else path.stem}
+    arch = config.get("name", type(model).__name__)
+    info = {"checkpoint": str(path), "name": arch, "architecture": arch, "config": config,
+            "num_params": sum(p.numel() for p in model.parameters()), "label": run_label(path)}
     return model, info, _train_corruptions(path)
+
+
+def run_label(path: str | os.PathLike) -> str:
+    """How results name a checkpoint: the run folder's name for a run folder or a file inside one (``runs/x`` and
+    ``runs/x/model.safetensors`` are both ``x``), else the file name without its suffix."""
+    path = Path(path)
+    if path.is_dir():
+        return path.resolve().name
+    run = path.parent
+    if (run / "config.yaml").is_file() or (run / "summary.json").is_file():
+        return run.resolve().name
+    return path.stem
 
 
 def _train_corruptions(path: Path) -> list[str] | str | None:

@@ -157,9 +157,15 @@ class EvalResults:
         return self._group_accuracy([c for c in self.eval_corruptions if c not in set(self.train_corruptions)])
 
     def _mce_status(self) -> tuple[bool, str | None]:
+        if not self.cells:
+            return False, ("no corrupted images were evaluated (clean images only): mCE and corruption errors do "
+                           "not apply")
         if self.baseline is None:
-            return False, (f"{self.dataset} has no AlexNet baseline; the plain mean corruption error (mean_error) is "
-                           "the metric (CIFAR-10-C convention)")
+            if self.dataset.startswith("cifar"):
+                return False, (f"{self.dataset} has no AlexNet baseline; the plain mean corruption error (mean_error) "
+                               "is the metric (CIFAR-10-C convention)")
+            return False, (f"{self.dataset} has no AlexNet baseline (AlexNet corruption errors are published for "
+                           "ImageNet-C only); the plain mean corruption error (mean_error) is the metric")
         full = set(self._full_corruptions())
         missing = [c for c in metrics.KNOWN_CORRUPTIONS if c not in full]
         if missing:
@@ -281,9 +287,12 @@ class EvalResults:
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON: {e}") from e
         try:
-            return cls.from_dict(data)
+            results = cls.from_dict(data)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from e
+        if not results.model.get("label") and _is_run_folder(path.parent):
+            results.model["label"] = path.parent.resolve().name  # a training run's own results: its run name
+        return results
 
     def to_csv(self) -> str:
         """One row per cell (clean first): corruption, severity, correct, total, error, accuracy."""
@@ -295,8 +304,26 @@ class EvalResults:
         return buf.getvalue()
 
     def label(self) -> str:
-        """A short name for tables and legends."""
+        """A short name for tables and legends: the run name when known, else the model name."""
         return str(self.model.get("label") or self.model.get("name") or "model")
+
+    @property
+    def examples(self) -> dict[str, Any] | None:
+        """Which examples were evaluated (``data.examples``): ``n``, ``indices`` (None: all ``of_size`` items of
+        ``of``), ``of`` (the set the indices index), ``of_size``, ``sha256`` (fingerprint of the example set,
+        independent of order; None when unknown) and ``identity`` (what the fingerprint hashes)."""
+        ex = self.data.get("examples")
+        return ex if isinstance(ex, dict) else None
+
+    def examples_text(self) -> str:
+        """How many examples, e.g. ``200 examples per cell`` or ``10000 clean examples, 200 per corrupted cell``."""
+        cell_ns = sorted({c.total for c in self.cells})
+        per_cell = "/".join(map(str, cell_ns))
+        if self.clean is None:
+            return f"{per_cell} examples per cell"
+        if not self.cells or cell_ns == [self.clean.total]:
+            return f"{self.clean.total} examples per cell"
+        return f"{self.clean.total} clean examples but {per_cell} per corrupted cell"
 
     def to_markdown(self) -> str:
         """Paper-style Markdown: Table 3 row, Table 4 row, and the per-corruption accuracy table."""
@@ -317,6 +344,35 @@ class EvalResults:
             paths["png"] = out / "results.png"
             plot_corruption_accuracy([self], paths["png"])
         return paths
+
+
+def _is_run_folder(path: Path) -> bool:
+    return (path / "config.yaml").is_file() or (path / "summary.json").is_file()
+
+
+def _severity_text(sevs: list[int]) -> str:
+    if len(sevs) == 1:
+        return f"severity {sevs[0]}"
+    if sevs == list(range(sevs[0], sevs[-1] + 1)):
+        return f"severities {sevs[0]}-{sevs[-1]}"
+    return "severities " + ", ".join(map(str, sevs))
+
+
+def summarize_cells(cells: list[dict[str, Any]], max_lines: int = 5) -> list[str]:
+    """Short lines describing skipped / missing cells (dicts with corruption, severity, reason): their distinct
+    reasons when there are at most ``max_lines``, else one line grouping the cells by corruption and an example."""
+    reasons = list(dict.fromkeys(str(c.get("reason", "")) for c in cells))
+    if len(reasons) <= max_lines:
+        return reasons
+    by_corruption: dict[str, list[int]] = {}
+    for c in cells:
+        by_corruption.setdefault(str(c["corruption"]), []).append(int(c["severity"]))
+    groups: dict[tuple[int, ...], list[str]] = {}
+    for name, sevs in by_corruption.items():
+        groups.setdefault(tuple(sorted(set(sevs))), []).append(name)
+    parts = [f"{_severity_text(list(sevs))} of {', '.join(names)}" for sevs, names in groups.items()]
+    return [f"{len(by_corruption)} corruption(s), " + "; ".join(parts),
+            f"e.g. {reasons[0]} (and {len(reasons) - 1} more like it)"]
 
 
 def _cell_dict(c: CellCount) -> dict[str, Any]:

@@ -8,6 +8,7 @@ device: the model contract is inputs in [0, 1] with normalisation inside the mod
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -27,13 +28,23 @@ from vqsa.utils.meta import git_sha, machine, versions
 from .datasets import EvalPlan, build_plan, resolve_corruptions
 from .results import CLEAN, CellCount, EvalResults
 
+# what EvalImages.identity_digests hashes, by kind of reference set
+_IDENTITY = {"ArrayImages": "pixels and label of each image",
+             "FolderImages": "class folder / file name without suffix, and label, of each image"}
+
 
 class CellStream(Dataset):
     """All cells of a plan as one dataset of ``(uint8 CHW image, label, cell id)``; with ``limit`` each cell keeps
-    the same seeded random subset of ``limit`` items (paired across cells of equal size)."""
+    the same seeded random subset of ``limit`` items (paired across cells of equal size).
 
-    def __init__(self, plan: EvalPlan, limit: int | None = None, seed: int = 0) -> None:
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
+    ``positions`` (items of every cell of ``len(positions_of)`` images, e.g. from :func:`select_examples`) overrides
+    the per-cell draw for those cells; a cell of another size then keeps its own ``limit`` draw, or raises when
+    ``strict`` (explicitly requested examples must exist in every cell).
+    """
+
+    def __init__(self, plan: EvalPlan, limit: int | None = None, seed: int = 0, positions: np.ndarray | None = None,
+                 positions_of: int | None = None, strict: bool = False) -> None:
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
             raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
         self.plan = plan
         self.indices: list[np.ndarray | None] = []
@@ -41,7 +52,13 @@ class CellStream(Dataset):
             n = len(cell.images)
             if n == 0:
                 raise ValueError(f"{plan.dataset} cell {cell.corruption}/{cell.severity} has no images")
-            keep = None if limit is None or limit >= n else np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+            if positions is not None and n == positions_of:
+                keep = positions
+            elif positions is not None and strict:
+                raise ValueError(f"{plan.dataset} cell {cell.corruption}/{cell.severity} holds {n} images, not the "
+                                 f"{positions_of} the requested example indices refer to")
+            else:
+                keep = None if limit is None or limit >= n else _draw(n, limit, seed)
             self.indices.append(keep)  # None: the whole cell (no 50k-entry index array per cell)
         self.offsets = np.concatenate([[0], np.cumsum([self._size(i) for i in range(len(plan.cells))])])
 
@@ -62,6 +79,110 @@ class CellStream(Dataset):
         return image, label, cell
 
 
+def _draw(n: int, limit: int, seed: int) -> np.ndarray:
+    """The seeded random subset of ``limit`` of ``range(n)`` that ``limit`` evaluates, sorted."""
+    return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
+
+
+def _reference_size(plan: EvalPlan) -> int | None:
+    if plan.reference is not None:
+        return len(plan.reference)
+    return None if plan.reference_ids is None else len(plan.reference_ids)
+
+
+def select_examples(
+    plan: EvalPlan, limit: int | None = None, seed: int = 0,
+    indices: Sequence[int] | np.ndarray | EvalResults | str | os.PathLike | None = None,
+) -> tuple[np.ndarray | None, dict[str, Any], list[str]]:
+    """Which items of the reference-sized cells to evaluate: ``(positions or None for all, the examples record
+    written to results.json as data.examples, warnings)``.
+
+    ``indices`` are indices in the plan's index space (the clean set; for a CIFAR-10-C written with ``vqsa corrupt
+    --limit``, the CIFAR-10 test split), or an :class:`EvalResults` / results.json whose examples to evaluate again
+    (their fingerprint must match). ``limit`` then keeps a seeded random subset of them.
+    """
+    n_ref = _reference_size(plan)
+    ids = plan.reference_ids
+    messages: list[str] = []
+    expected, origin, origin_space, pos = None, None, None, None
+    if isinstance(indices, (str, os.PathLike)):
+        indices = EvalResults.from_json(indices)
+    if isinstance(indices, EvalResults):
+        recorded = indices.examples
+        origin = f"the {recorded.get('n') if recorded else '?'} examples of {indices.label()} ({indices.dataset})"
+        if not recorded:
+            raise ValueError(f"{indices.label()}: its results record no example indices (written by an older vqsa); "
+                             "cannot evaluate the same examples again")
+        expected, wanted = recorded.get("sha256"), recorded.get("indices")
+        origin_space = f"{recorded.get('of')} ({recorded.get('of_size')} images)"
+        if wanted is None:  # all items of its index space
+            if recorded.get("of_size") != plan.index_space_size:
+                raise ValueError(f"{origin} are all {recorded.get('of_size')} images of {recorded.get('of')}, but "
+                                 f"this evaluation indexes {plan.index_space_size} images ({plan.index_space})")
+            wanted = None if ids is None else ids
+        indices = wanted
+        if indices is None:
+            pos = None
+    if indices is not None:
+        if n_ref is None:
+            raise ValueError(f"cannot select {plan.dataset} examples by index: there is no clean set to index "
+                             "(evaluate with the clean set present)")
+        req = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(req) == 0:
+            raise ValueError("no example indices given")
+        if len(np.unique(req)) != len(req):
+            raise ValueError("the example indices contain duplicates")
+        if ids is not None:
+            lookup = {int(v): i for i, v in enumerate(ids)}
+            missing = [int(v) for v in req if int(v) not in lookup]
+            if missing:
+                raise ValueError(f"{len(missing)} of the {len(req)} requested example indices (e.g. "
+                                 f"{', '.join(map(str, missing[:5]))}) are not among the {n_ref} images of "
+                                 f"{plan.dataset} ({plan.data.get('clean') or plan.index_space})")
+            pos = np.sort(np.array([lookup[int(v)] for v in req], dtype=np.int64))
+        else:
+            if req.min() < 0 or req.max() >= n_ref:
+                raise ValueError(f"example indices must be in 0..{n_ref - 1} ({plan.index_space}), got "
+                                 f"{int(req.min())}..{int(req.max())}")
+            pos = np.sort(req)
+    if limit is not None:
+        pool = len(pos) if pos is not None else n_ref
+        small = sorted({len(c.images) for c in plan.cells if len(c.images) < limit and len(c.images) != n_ref})
+        if pool is not None and pool < limit:
+            what = f"the {pool} selected examples" if pos is not None else f"the {pool} images of {plan.dataset}"
+        elif small:
+            what = f"the {', '.join(map(str, small))} images of some {plan.dataset} cells"
+        if (pool is not None and pool < limit) or small:
+            messages.append(f"limit {limit} is larger than {what}: evaluating all of them, not {limit} "
+                            "(n_examples in the results says how many)")
+        if pool is not None and limit < pool:
+            draw = _draw(pool, limit, seed)
+            pos = draw if pos is None else pos[draw]
+    record: dict[str, Any] = {"n": None, "indices": None, "of": plan.index_space, "of_size": plan.index_space_size,
+                              "sha256": None, "identity": None}
+    if n_ref is not None:
+        record["n"] = n_ref if pos is None else len(pos)
+        if pos is not None:
+            record["indices"] = (ids[pos] if ids is not None else pos).tolist()
+        elif ids is not None:
+            record["indices"] = ids.tolist()
+        digests = plan.reference.identity_digests(pos) if plan.reference is not None else None
+        if digests is not None:
+            record["sha256"] = hashlib.sha256(b"".join(sorted(digests))).hexdigest()
+            kind = type(getattr(plan.reference, "base", plan.reference)).__name__
+            record["identity"] = "sha256 of the sorted sha256 digests of the " + _IDENTITY.get(kind, kind)
+    if expected and record["sha256"] and expected != record["sha256"]:
+        raise ValueError(f"{origin} are not the images selected here (example fingerprints {expected[:12]} there vs "
+                         f"{record['sha256'][:12]} here): its indices index {origin_space}, this evaluation indexes "
+                         f"{plan.index_space} ({plan.index_space_size} images)")
+    if origin and not (expected and record["sha256"]):
+        messages.append(f"cannot check that {origin} are the ones evaluated here: "
+                        + ("this set" if expected else "the results") + " record(s) no example fingerprint")
+    if origin:
+        record["from"] = origin
+    return pos, record, messages
+
+
 class ShardSampler(Sampler[int]):
     """Indices ``rank, rank + world_size, ...`` of ``range(n)``: an exact partition, shards differ by at most one."""
 
@@ -77,9 +198,21 @@ class ShardSampler(Sampler[int]):
         return len(range(self.rank, self.n, self.world_size))
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, or a clear ValueError when it names CUDA on a machine without it."""
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for but CUDA is not available on this machine (torch "
+                         f"{torch.__version__}, CUDA build {torch.version.cuda or 'none'}); use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r} was asked for but this machine has {torch.cuda.device_count()} "
+                         "CUDA device(s)")
+    return dev
+
+
 def _device_of(model: Callable[..., torch.Tensor], device: str | torch.device | None) -> torch.device:
     if device is not None:
-        return torch.device(device)
+        return check_device(device)
     if isinstance(model, nn.Module):
         for t in (*model.parameters(), *model.buffers()):
             return t.device
@@ -120,6 +253,7 @@ def evaluate(
     num_workers: int = 4,
     amp: bool = False,
     limit: int | None = None,
+    indices: Sequence[int] | np.ndarray | EvalResults | str | os.PathLike | None = None,
     on_the_fly: bool | None = None,
     seed: int = 0,
     profile: str = "auto",
@@ -147,12 +281,18 @@ def evaluate(
         batch_size / num_workers: DataLoader settings; corruption runs in the workers.
         amp: bfloat16 autocast.
         limit: evaluate the same seeded random subset of this many images in every cell (RobustBench's
-            ``n_examples``); metrics on a subset are estimates.
+            ``n_examples``); metrics on a subset are estimates. A limit larger than the set warns and evaluates all.
+        indices: evaluate only these examples: indices into the clean set (for a CIFAR-10-C written with
+            ``vqsa corrupt --limit``, CIFAR-10 test indices, as its manifest records them), or an ``EvalResults`` /
+            results.json path whose examples to evaluate again (``vqsa evaluate --indices-from``; their fingerprint
+            is checked). With ``limit`` too, a seeded random subset of them. The evaluated examples are recorded in
+            ``results.data["examples"]`` (indices and a fingerprint of the example set).
         on_the_fly / seed / profile / jpeg_quality: see :func:`vqsa.eval.datasets.build_plan`.
         allow_missing: skip missing released cells (recorded in ``results.skipped``) instead of raising.
         device: where the model runs (an ``nn.Module`` is moved there); default: the model's device.
         train_corruptions: corruptions the model was trained on; overlap with the evaluated ones warns and is recorded.
-        model_info: description recorded in the results (name, checkpoint, config...).
+        model_info: description recorded in the results (``label``: the run name used in tables; ``name``,
+            ``architecture``, checkpoint, config...).
         progress: tqdm progress bar on rank 0.
 
     Example:
@@ -173,6 +313,18 @@ def evaluate(
     if overlap:
         warnings.warn(f"the model was trained on {len(overlap)} of the evaluated corruptions ({', '.join(overlap)}): "
                       "their results measure robustness to seen corruptions, not generalisation", stacklevel=2)
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    strict = indices is not None
+    positions, examples, messages = select_examples(plan, limit, seed, indices)
+    if plan.unpaired and positions is not None:
+        messages.append(plan.unpaired)  # already a note; a warning only when a subset makes it matter
+        examples["sha256"] = None  # the corrupted rows at these positions are other images than the clean ones
+    notes = list(plan.notes)
+    for message in messages:
+        warnings.warn(message, stacklevel=2)
+        if message not in notes:
+            notes.append(message)
     dev = _device_of(model, device)
     if isinstance(model, nn.Module) and device is not None:
         model.to(dev)
@@ -181,31 +333,33 @@ def evaluate(
         model.eval()
     try:
         with torch.inference_mode():
-            correct, total = _run(plan, model, dev, batch_size, num_workers, amp, limit, seed, progress)
+            stream = CellStream(plan, limit, seed, positions, _reference_size(plan), strict)
+            correct, total = _run(plan, stream, model, dev, batch_size, num_workers, amp, progress)
     finally:
         if was_training:
             model.train()
     counts = [CellCount(c.corruption, c.severity, int(k), int(n)) for c, k, n in zip(plan.cells, correct, total)]
     info = dict(model_info or {})
     if isinstance(model, nn.Module):
-        info.setdefault("name", getattr(model, "model_config", {}).get("name") or type(model).__name__)
+        arch = getattr(model, "model_config", {}).get("name") or type(model).__name__
+        info.setdefault("name", arch)
+        info.setdefault("architecture", arch)
         info.setdefault("num_params", sum(p.numel() for p in model.parameters()))
     return EvalResults(
         dataset=plan.dataset, source=plan.source, baseline=plan.baseline,
         clean=next((c for c in counts if c.corruption == CLEAN), None),
         cells=[c for c in counts if c.corruption != CLEAN], skipped=plan.skipped, model=info,
         data={**plan.data, "limit": limit,
-              "class_subset": None if plan.class_subset is None else len(plan.class_subset)},
-        train_corruptions=train, notes=plan.notes,
+              "class_subset": None if plan.class_subset is None else len(plan.class_subset), "examples": examples},
+        train_corruptions=train, notes=notes,
         meta={"versions": versions(), "git_sha": git_sha(), "machine": machine(),
               "world_size": dist.get_world_size(), "batch_size": batch_size, "amp": amp, "device": str(dev),
               "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")},
     )
 
 
-def _run(plan: EvalPlan, model: Callable[..., torch.Tensor], device: torch.device, batch_size: int, num_workers: int,
-         amp: bool, limit: int | None, seed: int, progress: bool) -> tuple[list[int], list[int]]:
-    stream = CellStream(plan, limit, seed)
+def _run(plan: EvalPlan, stream: CellStream, model: Callable[..., torch.Tensor], device: torch.device,
+         batch_size: int, num_workers: int, amp: bool, progress: bool) -> tuple[list[int], list[int]]:
     _check_label_space(plan, model, amp, device)
     sampler = ShardSampler(len(stream), dist.get_rank(), dist.get_world_size())
     loader = DataLoader(stream, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
