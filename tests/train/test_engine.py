@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -142,7 +143,7 @@ def test_sigkill_after_an_epoch_checkpoint_then_resume_is_bit_identical(tmp_path
     _assert_same_run(tmp_path / "ref", tmp_path / "victim")
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     trainer = Trainer(_cfg(tmp_path, "nan", 3))
     inner = trainer.ddp_model
 
@@ -158,8 +159,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
             return out
 
     trainer.ddp_model = Poisoned()
+    capsys.readouterr()
     with pytest.raises(NonFiniteLossError, match="NaN/Inf in epoch 2.*last good checkpoint"):
         trainer.fit()
+    err = capsys.readouterr().err
+    assert "epoch 2/3" in err and err.endswith("\n"), repr(err[-300:])  # the bar ends its line before the stop message
     run = tmp_path / "nan"
     ckpt = load_training_checkpoint(run / "checkpoint_last.pt")
     assert ckpt["epoch"] == 1 and all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
@@ -193,7 +197,9 @@ def test_bad_inputs_give_clear_messages(tmp_path, capsys, monkeypatch):
     folder = [*base, "--data.dataset", "imagefolder", "--data-root", str(tmp_path / "img"), "--data.img_size", "32",
               "--batch_size", "4", "--data.train_subset", "null", "--data.val_subset", "null"]
     assert main(["train", *folder, "--name", "strict"]) == 1
-    assert "broken.png" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "epoch 1/1" in err  # the progress bar was drawn ...
+    assert "\nvqsa train: error: " in err, repr(err[-400:])  # ... and the error starts a line of its own
     assert main(["train", *folder, "--name", "skip", "--skip-bad"]) == 0
     record = json.loads((tmp_path / "skip" / "metrics.jsonl").read_text())
     assert record["bad_images"] == 1 and record["train_images"] == 6
@@ -215,3 +221,45 @@ def test_cifar10_from_the_data_root(tmp_path, cifar10_root):
     assert main(["train", *args]) == 0
     record = json.loads((tmp_path / "cifar" / "metrics.jsonl").read_text())
     assert record["train_images"] == 96 and "val_acc" in record
+
+
+def test_resume_with_more_epochs_follows_the_new_schedule(tmp_path, capsys):
+    """Extending a finished run: the extra epoch trains on the new cosine (not at the old curve's end, lr 0), the
+    changes are logged, the old results.* are marked stale when no new evaluation replaces them, and resuming a run
+    with nothing left to do says so without evaluating again."""
+    args = tiny_args(tmp_path, "ext", 1, **{"eval.n_examples": "8", "eval.corruptions": "[contrast]"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["train", *args]) == 0
+    run = tmp_path / "ext"
+    before = load_training_checkpoint(run / "checkpoint_last.pt")
+    results = (run / "results.json").read_bytes()
+    capsys.readouterr()
+
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--eval.enabled", "false", "--lr", "2e-3"]) == 0
+    err = capsys.readouterr().err
+    assert "resume: settings differ from the checkpoint's: epochs 1 -> 2, optim.lr 0.001 -> 0.002, eval.enabled true " \
+           "-> false" in err
+    # steps 3..5 of a 6-step cosine from 2e-3: the lr at the resumed step is 2e-3 * 0.5 * (1 + cos(pi / 2)) = 1e-3
+    assert "schedule follows the current config (cosine to 0 over 2 epochs = 6 steps): lr 0.001 at step 3" in err
+    after = load_training_checkpoint(run / "checkpoint_last.pt")
+    assert (after["epoch"], after["step"]) == (2, 6)
+    conv = "backbone.model.conv1.weight"
+    assert not torch.equal(before["model"][conv], after["model"][conv])  # trained, not only BatchNorm statistics
+    history = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [1, 2] and history[-1]["lr"] == 0.0  # the new curve's end
+    assert after["scheduler"]["lr_lambdas"][0]["total"] == 6 and after["config"]["epochs"] == 2
+    assert not (run / "results.json").exists() and (run / "results.stale.json").read_bytes() == results
+    assert "results.stale" in err
+    summary = (run / "summary.json").read_text()
+    assert json.loads(summary)["steps"] == 6
+
+    # nothing left to do: said so, nothing re-run or rewritten
+    assert main(["train", "--resume", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "already finished its 2 epochs" in err and "nothing to do" in err and "summary:" not in err
+    assert (run / "summary.json").read_text() == summary and not (run / "results.json").exists()
+    # a run cannot be shortened
+    assert main(["train", "--resume", str(run), "--epochs", "1"]) == 1
+    assert "cannot be shortened (pass --epochs 2 or more)" in capsys.readouterr().err
+    assert load_training_checkpoint(run / "checkpoint_last.pt")["step"] == 6

@@ -7,6 +7,7 @@ Each module ``vqsa.cli.<name>`` defines ``add_parser(subparsers) -> argparse.Arg
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
@@ -36,23 +37,45 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         mod = importlib.import_module(module)
         p = mod.add_parser(sub, name, help_)
         p.set_defaults(_run=mod.run)
+        if p.get_default("_parser") is None:
+            p.set_defaults(_parser=p)
     return parser
+
+
+def end_progress_bars() -> None:
+    """Close the tqdm bars still open (an error stopped their loop) so that the message printed next starts on a
+    line of its own instead of after the bar."""
+    tqdm_module = sys.modules.get("tqdm.std")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        with contextlib.suppress(Exception):  # best effort: never hide the real error
+            bar.leave = True
+            bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # reported by the subcommand's parser (its usage, not the top-level one), with its hint when it has one
+        explain = getattr(args, "_unrecognized", None)
+        (getattr(args, "_parser", None) or parser).error(
+            explain(extra) if explain else f"unrecognized arguments: {' '.join(extra)}"
+        )
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
+        end_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+        end_progress_bars()
         if getattr(args, "debug", False):
             raise
         print(f"vqsa {args.command}: error: {e}", file=sys.stderr)

@@ -1,8 +1,10 @@
 """``vqsa train -c CONFIG.yaml [--key value ...]``: train on clean + corrupted images; torchrun-ready.
 
 Any config key can be overridden with ``--key value`` (top level: ``--epochs 3``) or ``--section.key value``
-(``--model.codebook_size 1000``); values are YAML (``--corruption.corruptions [contrast, fog]``), a boolean key alone
-means true (``--amp``). Short spellings: --data-root, --download, --skip-bad, --workers, --corrupt-on, --lr.
+(``--model.codebook_size 1000``); values are YAML (``--corruption.corruptions [contrast, fog]``, ``--lr 3e-4``), a
+boolean key alone means true (``--amp``). Short spellings: --data-root, --download, --skip-bad, --workers,
+--corrupt-on, --lr. Each key's default is shown below; --print-config shows the resolved config.
+``--resume`` with a larger ``--epochs`` extends a finished run (the lr schedule follows the new config).
 Multi-GPU / multi-node: ``torchrun --nproc_per_node=N -m vqsa train -c CONFIG.yaml``.
 """
 from __future__ import annotations
@@ -11,7 +13,25 @@ import argparse
 import sys
 from pathlib import Path
 
-from vqsa.train.config import ALIASES, TrainConfig, flatten, load_config, to_yaml, valid_keys
+from vqsa.train.config import (
+    _CHOICES,
+    ALIASES,
+    TrainConfig,
+    _show,
+    flatten,
+    load_config,
+    load_yaml,
+    suggest_keys,
+    to_yaml,
+    unknown_key_message,
+    valid_keys,
+)
+
+_BARE_HINT = (
+    "no config given: pass -c CONFIG.yaml (e.g. configs/cifar10_r18_concat_sa.yaml), --resume RUN, or set keys "
+    "explicitly (e.g. --data.dataset digits --epochs 1); the defaults alone train resnet18 on CIFAR-10 for 10 epochs "
+    "into runs/run"
+)
 
 
 def add_parser(subparsers, name: str, help_: str) -> argparse.ArgumentParser:
@@ -21,21 +41,58 @@ def add_parser(subparsers, name: str, help_: str) -> argparse.ArgumentParser:
     )
     p.add_argument("-c", "--config", help="YAML config (defaults for every key not given)")
     p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CHECKPOINT",
-                   help="continue a killed run: its checkpoint_last.pt, or the given checkpoint / run folder; "
-                   "without -c the checkpoint's own config is used")
+                   help="continue a killed run (or extend a finished one with a larger --epochs): its "
+                   "checkpoint_last.pt, or the given checkpoint / run folder; without -c the checkpoint's own config "
+                   "is used, with any --KEY overrides")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
-    keys = p.add_argument_group("config keys (YAML values; a boolean key alone means true)")
-    bool_keys = {k for k, v in _flat_defaults().items() if isinstance(v, bool)}
+    keys = p.add_argument_group("config keys (YAML values; a boolean key alone means true; defaults shown)")
+    defaults = _flat_defaults()
+    bool_keys = {k for k, v in defaults.items() if isinstance(v, bool)}
     aliases: dict[str, list[str]] = {}
     for short, key in ALIASES.items():
         aliases.setdefault(key, []).append(short)
     for key in valid_keys():
         spellings = [key] + aliases.get(key, [])
-        flags = sorted({f"--{s}" for s in spellings} | {f"--{s.replace('_', '-')}" for s in spellings}, key=len)
+        flags = list(dict.fromkeys(f"--{v}" for s in spellings for v in (s, s.replace("_", "-"))))
         extra = {"nargs": "?", "const": "true"} if key in bool_keys else {}
-        keys.add_argument(*flags, dest=f"cfg:{key}", default=argparse.SUPPRESS, metavar="V", **extra)
+        keys.add_argument(*flags, dest=f"cfg:{key}", default=argparse.SUPPRESS, metavar="V", help=_key_help(key, defaults),
+                          **extra)
+    p.set_defaults(_parser=p, _unrecognized=unrecognized_message)
     return p
+
+
+def _key_help(key: str, defaults: dict) -> str:
+    text = f"default: {_show(defaults[key])}"
+    if key in _CHOICES:
+        text += "; one of " + ", ".join(_show(c) for c in _CHOICES[key])
+    return text.replace("%", "%%")
+
+
+def unrecognized_message(extra: list[str]) -> str:
+    """The error for arguments the train parser does not know: did-you-mean for misspelt config keys."""
+    problems = []
+    for tok in extra:
+        if tok.startswith("--") and len(tok) > 2:
+            key = tok[2:].partition("=")[0].replace("-", "_")
+            problems.append(unknown_key_message(key) if suggest_keys(key) or "." in key else
+                            f"unknown option {tok.partition('=')[0]!r} (config keys are --KEY or --SECTION.KEY; "
+                            "see vqsa train --help)")
+        elif tok.startswith("-") and len(tok) > 1 and not _is_number(tok):
+            problems.append(f"unknown option {tok!r}")
+    if not problems:
+        words = " ".join(extra)
+        hint = f" (a config file goes after -c: -c {extra[0]})" if extra[0].endswith((".yaml", ".yml")) else ""
+        return f"unrecognized arguments: {words}{hint}"
+    return "; ".join(problems)
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return False
+    return True
 
 
 def _flat_defaults() -> dict:
@@ -50,7 +107,7 @@ def _parse_value(raw: str):
     import yaml
 
     try:
-        return yaml.safe_load(raw)
+        return load_yaml(raw)
     except yaml.YAMLError:
         return raw
 
@@ -67,6 +124,12 @@ def run(args: argparse.Namespace) -> int:
     from vqsa.train.engine import NonFiniteLossError, train
 
     overrides = _overrides(args)
+    if args.config is None and args.resume is None and not overrides and not args.print_config:
+        parser = getattr(args, "_parser", None)
+        if parser is not None:
+            parser.print_usage(sys.stderr)
+        print(f"vqsa train: error: {_BARE_HINT}", file=sys.stderr)
+        return 2
     ckpt_path = _resume_source(args.resume)
     if args.config is None and ckpt_path is not None:
         cfg = load_config(None, overrides, base=load_training_checkpoint(ckpt_path)["config"])
@@ -78,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         train(cfg, resume=ckpt_path if ckpt_path is not None else args.resume)
     except NonFiniteLossError as e:
+        from vqsa.cli.main import end_progress_bars
+
+        end_progress_bars()
         print(f"vqsa train: stopped: {e}", file=sys.stderr)
         return 3
     return 0

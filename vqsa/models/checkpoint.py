@@ -71,17 +71,28 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
 
 
 def _read_torch(path: Path) -> Any:
-    import pickle
-
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise ValueError(
-            f"{path}: refused to unpickle (it holds objects other than tensors and plain containers; "
-            f"vqsa loads checkpoints with weights_only=True): {e}"
-        ) from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"{path}: not a readable torch checkpoint (truncated or corrupt?): {e}") from e
+    except Exception as e:  # UnpicklingError, RuntimeError (zip), EOFError, OSError...: one line, not torch's text
+        raise ValueError(torch_load_error_message(path, e)) from e
+
+
+def torch_load_error_message(path: str | os.PathLike, error: BaseException) -> str:
+    """One line for a failed ``torch.load(path, weights_only=True)``, without torch's advice to retry with
+    ``weights_only=False`` (vqsa never does: that would run whatever code the file holds)."""
+    import re
+
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    if found:
+        return (f"{path}: not a vqsa checkpoint: it holds Python objects ({found.group(1)}), and vqsa reads "
+                "checkpoints with weights_only=True (tensors and plain containers only, nothing executed)")
+    try:
+        empty = Path(path).stat().st_size == 0
+    except OSError:
+        empty = False
+    if isinstance(error, OSError) and not empty:
+        return f"{path}: cannot read the file ({error.strerror or error})"
+    return f"{path}: not a vqsa/torch checkpoint, or a truncated/corrupt file" + (" (it is empty)" if empty else "")
 
 
 def _is_safetensors(path: Path) -> bool:

@@ -91,17 +91,36 @@ def save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
 
 
 def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no arbitrary unpickling)."""
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no arbitrary unpickling).
+
+    Anything else raises a one-line ``ValueError``: a weights file (``model.safetensors``, a state dict), a foreign,
+    truncated or corrupt file.
+    """
+    from vqsa.models.checkpoint import _is_safetensors, torch_load_error_message
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    resume_hint = (f"resuming needs a run folder or its {CHECKPOINT_NAME} (the weights plus the optimizer, schedule "
+                   "and RNG states)")
+    if (path.parent / CHECKPOINT_NAME).is_file():
+        resume_hint += f": here --resume {path.parent}"
+    try:
+        weights_file = _is_safetensors(path)
+    except OSError:
+        weights_file = False
+    if weights_file:
+        raise ValueError(f"{path}: a weights file (model weights only), not a training checkpoint: {resume_hint}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign or damaged files
-        raise ValueError(f"{path}: not a readable vqsa training checkpoint ({type(e).__name__}: {e})") from e
+        raise ValueError(torch_load_error_message(path, e)) from e
+    if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+        raise ValueError(f"{path}: a state dict (model weights only), not a training checkpoint: {resume_hint}")
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED):
-        have = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: not a vqsa training checkpoint (needs keys {list(_REQUIRED)}, has {have})")
+        what = f"lacks {[k for k in _REQUIRED if k not in ckpt]}" if isinstance(ckpt, dict) else \
+            f"holds a {type(ckpt).__name__}"
+        raise ValueError(f"{path}: not a vqsa training checkpoint (it {what}); {resume_hint}")
     return ckpt
 
 

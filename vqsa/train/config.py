@@ -3,21 +3,48 @@
 A config is a :class:`TrainConfig` with five sections (``model``, ``data``, ``corruption``, ``optim``, ``eval``).
 YAML files and command-line overrides use the same dotted names: ``epochs: 3`` / ``--epochs 3`` for top-level keys,
 ``model: {codebook_size: 1000}`` / ``--model.codebook_size 1000`` for keys in a section. Values given on the command
-line are parsed as YAML scalars (``--corruption.corruptions [gaussian_noise, contrast]`` works). Unknown keys are
-rejected with the list of valid ones.
+line are parsed as YAML scalars (``--corruption.corruptions [gaussian_noise, contrast]`` works); numbers in
+scientific notation (``1e-4``, ``5E-4``) are numbers, as in YAML 1.2 (PyYAML's YAML 1.1 reads them as strings).
+Unknown keys are rejected with the closest valid ones ("did you mean ...?"). With ``model.vq: false`` the codebook
+options (``codebook_size``, ``fusion``, ``attention``, ``distance``, ``commitment_weight``, codebook ``kwargs``) are
+ignored with one warning naming them.
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
+import math
 import os
+import re
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-4`` / ``5E+3`` / ``.5e-3`` as floats (YAML 1.2's float syntax)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` with YAML 1.2-style floats: ``lr: 3e-4`` is the number 0.0003, not the string '3e-4'."""
+    return yaml.load(text, Loader=_Loader)
+
+
+class ConfigWarning(UserWarning):
+    """A config setting was ignored (e.g. codebook options with ``model.vq: false``)."""
 
 
 @dataclass
@@ -170,8 +197,43 @@ def valid_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
     return keys
 
 
+def suggest_keys(key: str, n: int = 3) -> list[str]:
+    """The valid dotted keys closest to a misspelt ``key``: those with the same last part (``model.lr`` ->
+    ``optim.lr``), else the most similar (``difflib``), whole key or last part."""
+    keys = valid_keys()
+    key = ALIASES.get(key, key)
+    leaf = key.rpartition(".")[2]
+    leaves = {k: k.rpartition(".")[2] for k in keys}
+    same_leaf = [k for k in keys if leaves[k] == leaf and k != key]
+    if same_leaf:  # the right name in the wrong section (or without its section): `model.lr`, `codebook_size`
+        return same_leaf[:n]
+    close_leaf = difflib.get_close_matches(leaf, sorted(set(leaves.values())), n=n, cutoff=0.8)
+    similar = difflib.get_close_matches(key, keys, n=n, cutoff=0.75)
+    out: list[str] = []
+    for k in [*similar, *(k for k in keys if leaves[k] in close_leaf)]:
+        if k not in out and k != key:
+            out.append(k)
+    return out[:n]
+
+
+def unknown_key_message(key: str) -> str:
+    """``unknown config key 'model.codebok_size'; did you mean 'model.codebook_size'?`` (else the section's keys)."""
+    close = suggest_keys(key)
+    if close:
+        return f"unknown config key {key!r}; did you mean {' or '.join(repr(k) for k in close)}?"
+    section = key.rpartition(".")[0]
+    keys = valid_keys()
+    in_section = [k for k in keys if k.rpartition(".")[0] == section]
+    if section and in_section:
+        return f"unknown config key {key!r}; valid keys in {section!r}: {', '.join(in_section)}"
+    sections = list(dict.fromkeys(k.partition(".")[0] for k in keys if "." in k))
+    top = [k for k in keys if "." not in k]
+    return (f"unknown config key {key!r}; valid top-level keys: {', '.join(top)}; sections: {', '.join(sections)} "
+            "(keys as section.key)")
+
+
 def _unknown_key_error(key: str, where: str) -> ValueError:
-    return ValueError(f"unknown config key {key!r} in {where}; valid keys: {', '.join(valid_keys())}")
+    return ValueError(unknown_key_message(key) if where == "command line" else f"{where}: {unknown_key_message(key)}")
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
@@ -188,7 +250,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise TypeError(f"config key {key!r}: {value!r} matches none of {tp}")
     if origin is list:
         if isinstance(value, str):
-            value = [yaml.safe_load(v) for v in value.split(",") if v.strip()]
+            value = [load_yaml(v) for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"config key {key!r} expects a list, got {value!r}")
         return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)] if args else list(value)
@@ -207,6 +269,14 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # '1e-4' from a plain yaml.safe_load or a Python caller
+            try:
+                number = float(value.strip().replace("_", ""))
+            except ValueError:
+                pass
+            else:
+                if math.isfinite(number):
+                    return number
         raise TypeError(f"config key {key!r} expects a number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
@@ -273,9 +343,51 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Keys of ``model.kwargs`` that configure the codebook (``create_model``'s VectorQuantizer options and preset;
+# tests/train/test_config.py checks this list against vqsa.models._factory).
+CODEBOOK_KWARGS = (
+    "codebook_preset", "init", "init_range", "kmeans_iters", "init_samples", "codebook_update", "decay", "eps",
+    "dead_code_threshold", "dead_code_interval", "dead_code_buffer", "chunk_budget", "seed",
+)
+
+
+def _drop_codebook_options(cfg: TrainConfig) -> TrainConfig:
+    """With ``model.vq: false`` (the fine-tuning baseline) the codebook options mean nothing: set them to null /
+    remove them, with one :class:`ConfigWarning` naming those that were set (``--model.vq false`` on a VQSA config
+    then builds the baseline instead of failing on each option in turn)."""
+    m = cfg.model
+    if m.vq:
+        return cfg
+    ignored = []
+    for name in ("codebook_size", "fusion", "attention", "distance", "commitment_weight"):
+        value = getattr(m, name)
+        if value is None:
+            continue
+        if not ((name == "fusion" and value == "none") or (name == "attention" and value is False)):
+            ignored.append(f"model.{name}={_show(value)}")
+        setattr(m, name, None)
+    for name in [k for k in m.kwargs if k in CODEBOOK_KWARGS]:
+        if m.kwargs[name] is not None:
+            ignored.append(f"model.kwargs.{name}={_show(m.kwargs[name])}")
+        del m.kwargs[name]
+    if ignored:
+        warnings.warn(
+            f"model.vq is false (no codebook): ignoring the codebook options {', '.join(ignored)}",
+            ConfigWarning, stacklevel=4,
+        )
+    return cfg
+
+
+def _show(value: Any) -> str:
+    """A value as it is written in YAML (``null``, ``true``, ``[1, 2]``, ``{}``)."""
+    if value is None or isinstance(value, (bool, list, dict)):
+        return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()
+    return str(value)
+
+
 def config_from_dict(data: dict[str, Any] | None, where: str = "<dict>") -> TrainConfig:
     """Build and validate a config from a nested dict; missing keys take their defaults."""
-    return validate(_build(TrainConfig, data or {}, "", where))
+    return validate(_drop_codebook_options(_build(TrainConfig, data or {}, "", where)))
 
 
 def load_config(
@@ -298,7 +410,7 @@ def load_config(
         if not path.is_file():
             raise FileNotFoundError(f"config file {str(path)!r} does not exist")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = load_yaml(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise ValueError(f"{path}: not valid YAML: {e}") from e
         if not isinstance(data, dict):
@@ -357,7 +469,7 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
             value: Any = True
         else:
             try:
-                value = yaml.safe_load(raw)
+                value = load_yaml(raw)
             except yaml.YAMLError:
                 value = raw
         out[key] = value

@@ -8,7 +8,9 @@ CPU a run killed after any checkpoint and resumed ends bit-identical to an unint
 from __future__ import annotations
 
 import contextlib
+import json
 import math
+import os
 import sys
 import time
 import warnings
@@ -36,7 +38,7 @@ from .checkpointing import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import TrainConfig, to_yaml
+from .config import TrainConfig, _show, flatten, to_yaml
 from .data import TrainData, build_datasets, build_train_data, resolve_corruptions
 from .logs import MetricsLogger, format_summary
 from .monitor import check_usage, usage_summary
@@ -44,6 +46,10 @@ from .optim import build_optimizer, build_scheduler
 
 # Order of the per-epoch running sums (float64, reduced over ranks with one all_reduce).
 _SUMS = ("loss", "ce", "aux", "correct", "count", "bad")
+# Config keys that shape the learning-rate schedule (a resume with other values follows the new schedule).
+_SCHEDULE_KEYS = ("epochs", "batch_size", "optim.lr", "optim.scheduler", "optim.warmup_epochs", "optim.min_lr")
+# The corruption evaluation's files in the run folder (vqsa.eval's Results.save).
+_RESULT_FILES = ("results.json", "results.csv", "results.md", "results.png")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -160,9 +166,11 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
         self.sums = torch.zeros(len(_SUMS), dtype=torch.float64, device=self.device)
         history: list[dict[str, Any]] = []
+        self.finished: dict[str, Any] | None = None  # the summary of a resumed run that has nothing left to do
         if ckpt is not None:
             history = self._restore(ckpt, ckpt_path)
-        if self.main:
+            self.finished = self._finished_summary()
+        if self.main and self.finished is None:
             atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
         torch.manual_seed(cfg.seed + self.rank)
         if ckpt is not None and self.main:
@@ -187,23 +195,90 @@ class Trainer:
 
     def _restore(self, ckpt: dict[str, Any], path: Path) -> list[dict[str, Any]]:
         check_resume_compatible(ckpt, self.model_config, path)
+        saved_cfg = ckpt.get("config") or {}
+        saved_optimizer = (saved_cfg.get("optim") or {}).get("name", self.cfg.optim.name)
+        if saved_optimizer != self.cfg.optim.name:
+            raise ValueError(
+                f"{path}: the checkpoint's optimizer is {saved_optimizer}, the config asks for {self.cfg.optim.name}: "
+                f"its state cannot continue in another optimizer (keep optim.name: {saved_optimizer})"
+            )
+        # the hyper-parameters the config sets; the optimizer's state dict would bring back the checkpoint's
+        configured = [{k: g[k] for k in ("initial_lr", "weight_decay", "momentum") if k in g}
+                      for g in self.optimizer.param_groups]
         try:
             self.model.load_state_dict(ckpt["model"])
             load_module_runtime_state(self.model, ckpt.get("runtime", {}))
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError) as e:
             raise ValueError(f"{path}: checkpoint does not fit this model/optimizer: {e}") from e
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        for group, values in zip(self.optimizer.param_groups, configured):
+            group.update(values)
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         self.batch_in_epoch = int(ckpt.get("batch", 0))
+        if self.epoch > self.cfg.epochs or (self.epoch == self.cfg.epochs and self.batch_in_epoch):
+            at = f"epoch {self.epoch}" + (f", batch {self.batch_in_epoch}" if self.batch_in_epoch else "")
+            needed = self.epoch + (1 if self.batch_in_epoch else 0)
+            raise ValueError(f"{path}: the checkpoint is at {at}, past epochs: {self.cfg.epochs}; a run cannot be "
+                             f"shortened (pass --epochs {needed} or more)")
+        self._restore_schedule(ckpt["scheduler"])
         if "sums" in ckpt:
             self.sums.copy_(ckpt["sums"].to(self.device))
         if self.main:
             where = f"epoch {self.epoch}" + (f", batch {self.batch_in_epoch}" if self.batch_in_epoch else "")
             print(f"resumed {path} at {where} (step {self.step})", file=sys.stderr)
+            self._report_changes(saved_cfg)
         return list(ckpt.get("history", []))
+
+    def _restore_schedule(self, state: dict[str, Any]) -> None:
+        """Continue the lr schedule at the checkpoint's step, on the curve of the *current* config.
+
+        ``LambdaLR.load_state_dict`` would also restore the saved ``WarmupCosine`` (its total steps, warm-up, min lr)
+        and base lrs: extending a finished run (``--epochs`` larger) would then train at the old curve's end, lr 0.
+        The step counters come from the checkpoint, the factor and base lr from the config; with an unchanged config
+        the lr is the same float as in the uninterrupted run (the same ``base_lr * factor(step)`` expression).
+        """
+        sched = self.scheduler
+        state = dict(state)
+        state["lr_lambdas"] = [None] * len(sched.lr_lambdas)  # keep the factor built from the current config
+        state["base_lrs"] = [g["initial_lr"] for g in self.optimizer.param_groups]
+        sched.load_state_dict(state)
+        lrs = [base * factor(sched.last_epoch) for base, factor in zip(sched.base_lrs, sched.lr_lambdas)]
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        sched._last_lr = list(lrs)
+
+    def _report_changes(self, saved_cfg: dict[str, Any]) -> None:
+        """One line naming the settings that differ from the checkpoint's, one more when they reshape the schedule."""
+        old, new = flatten(saved_cfg), flatten(self.cfg.to_dict())
+        changed = [k for k in new if k in old and old[k] != new[k]]
+        if not changed:
+            return
+        print("resume: settings differ from the checkpoint's: "
+              + ", ".join(f"{k} {_show(old[k])} -> {_show(new[k])}" for k in changed), file=sys.stderr)
+        if any(k in _SCHEDULE_KEYS for k in changed):
+            o, total = self.cfg.optim, self.scheduler.lr_lambdas[0].total
+            shape = "constant" if o.scheduler == "constant" else f"cosine to {o.min_lr:g}"
+            warmup = f", warm-up {o.warmup_epochs:g} epochs" if o.warmup_epochs else ""
+            print(f"resume: the learning-rate schedule follows the current config ({shape} over {self.cfg.epochs} "
+                  f"epochs = {total} steps{warmup}): lr {self.optimizer.param_groups[0]['lr']:.4g} at step "
+                  f"{self.step}", file=sys.stderr)
+
+    def _finished_summary(self) -> dict[str, Any] | None:
+        """The summary of a resumed run that already did all its epochs and wrote its final files (else None)."""
+        if self.epoch < self.cfg.epochs or self.batch_in_epoch:
+            return None
+        summary = None
+        if self.main:
+            try:
+                summary = json.loads((self.run_dir / "summary.json").read_text())
+            except (OSError, ValueError):
+                summary = None
+            complete = (isinstance(summary, dict) and summary.get("steps") == self.step
+                        and summary.get("epochs") == self.cfg.epochs and (self.run_dir / "model.safetensors").is_file())
+            summary = summary if complete else None  # else it stopped before its final files: write them now
+        return dist.broadcast_object(summary)
 
     def _save(self) -> None:
         if not self.main:
@@ -308,28 +383,34 @@ class Trainer:
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, disable=not self.main,
                    desc=f"epoch {epoch + 1}/{cfg.epochs}", dynamic_ncols=True, leave=False, file=sys.stderr)
         t0, images = time.perf_counter(), 0
-        for batch in self._loader(self.train_ds, self.sampler, cfg.seed + epoch):
-            self.batch_in_epoch += 1
-            self.sums[_SUMS.index("bad")] += batch["bad"]
-            if "image" in batch:
-                x, y = self._batch_inputs(batch)
-                self._train_step(x, y)
-                images += len(y)
-            bar.update(1)
-            last = self.batch_in_epoch == self.steps_per_epoch
-            if self.step % cfg.log_every == 0 or last:
-                s = self._reduced()  # also the NaN/Inf guard, on every rank
-                usage = self._usage()
-                n = max(s["count"], 1.0)
-                post = {"loss": s["loss"] / n, "ce": s["ce"] / n, "vq": s["aux"] / n, "acc": s["correct"] / n,
-                        "img/s": images * self.world / max(time.perf_counter() - t0, 1e-9)}
-                if usage:
-                    post.update(ppl=usage["codebook_perplexity"], used=usage["codebook_used"])
-                bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()})
-            if cfg.save_every and self.step % cfg.save_every == 0 and not last:
-                self._reduced()
-                self._save()
-        bar.close()
+        try:
+            for batch in self._loader(self.train_ds, self.sampler, cfg.seed + epoch):
+                self.batch_in_epoch += 1
+                self.sums[_SUMS.index("bad")] += batch["bad"]
+                if "image" in batch:
+                    x, y = self._batch_inputs(batch)
+                    self._train_step(x, y)
+                    images += len(y)
+                bar.update(1)
+                last = self.batch_in_epoch == self.steps_per_epoch
+                if self.step % cfg.log_every == 0 or last:
+                    s = self._reduced()  # also the NaN/Inf guard, on every rank
+                    usage = self._usage()
+                    n = max(s["count"], 1.0)
+                    post = {"loss": s["loss"] / n, "ce": s["ce"] / n, "vq": s["aux"] / n, "acc": s["correct"] / n,
+                            "img/s": images * self.world / max(time.perf_counter() - t0, 1e-9)}
+                    if usage:
+                        post.update(ppl=usage["codebook_perplexity"], used=usage["codebook_used"])
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in post.items()})
+                if cfg.save_every and self.step % cfg.save_every == 0 and not last:
+                    self._reduced()
+                    self._save()
+        except BaseException:
+            # keep the bar's last state on its own line: the error (or NaN stop) printed next starts a new line
+            bar.leave = True
+            raise
+        finally:
+            bar.close()
         self._sync_buffers()
         elapsed = time.perf_counter() - t0
         s = self._reduced()
@@ -365,6 +446,14 @@ class Trainer:
         """Train the remaining epochs, write the final weights and evaluation; return the summary."""
         cfg = self.cfg
         t_start = time.perf_counter()
+        if self.finished is not None:
+            if self.main:
+                n = f"{cfg.epochs} epoch" + ("s" if cfg.epochs != 1 else "")
+                print(f"{self.run_dir} already finished its {n} (step {self.step}) and wrote its final files: nothing "
+                      f"to do. Pass --epochs N (more than {cfg.epochs}) to train longer; `vqsa evaluate --checkpoint "
+                      f"{self.run_dir} ...` evaluates it again.", file=sys.stderr)
+            self.logger.close()
+            return self.finished
         self._announce()
         if self.step == 0 and self.vq is not None and self.vq.needs_data_init and self.vq.init_samples:
             self._init_codebook()
@@ -429,6 +518,8 @@ class Trainer:
         if self.vq is not None:
             summary["codebook"] = usage_summary(self.logger.history, self.vq.codebook_size)
         if self.main:
+            if not (self.cfg.eval.enabled and self.data.val_arrays is not None):
+                self._mark_stale_results()
             self._save_final_weights()
         evaluation = self._evaluate()
         if evaluation is not None:
@@ -440,6 +531,18 @@ class Trainer:
             scalars = {k: v for k, v in summary.items() if not isinstance(v, (list, dict))}
             print("summary:\n" + format_summary(scalars), file=sys.stderr)
         return summary
+
+    def _mark_stale_results(self) -> None:
+        """Rename the results.* of earlier weights (a resumed run extended with the evaluation off) to
+        results.stale.*, so that no results file sits beside weights it does not describe."""
+        old = [name for name in _RESULT_FILES if (self.run_dir / name).is_file()]
+        for name in old:
+            os.replace(self.run_dir / name, self.run_dir / name.replace("results.", "results.stale.", 1))
+        if old:
+            why = "eval.enabled is false" if not self.cfg.eval.enabled else "the validation set is an image folder"
+            print(f"renamed {', '.join(old)} (the evaluation of the earlier weights) to results.stale.*: this run "
+                  f"writes no new evaluation ({why}); `vqsa evaluate --checkpoint {self.run_dir} ...` evaluates the "
+                  "new weights", file=sys.stderr)
 
     def _save_final_weights(self) -> None:
         from vqsa.models import save_model
