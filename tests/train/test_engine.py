@@ -54,6 +54,17 @@ def test_tiny_run_writes_its_files_and_warns_about_overlap(tmp_path, capsys):
     assert summary["eval_corruptions_unknown"] == ["saturate"]
     results = json.loads((run / "results.json").read_text())
     assert results["train_corruptions"] == summary["train_corruptions"]
+    # the evaluation records indices into the whole test split, so `vqsa evaluate --indices-from` repeats it
+    from vqsa.eval import evaluate
+    from vqsa.models import load_model
+    from vqsa.train.data import load_digits
+
+    split = load_digits("test")
+    assert results["data"]["examples"]["indices"] == split.subset_indices(32, 0).tolist()
+    assert results["model"]["label"] == "run"
+    again = evaluate(load_model(run / "model.safetensors"), split, corruptions=["gaussian_noise", "saturate"],
+                     severities=[2], indices=run / "results.json", seed=0, num_workers=0, progress=False)
+    assert again.to_dict()["table"] == results["table"] and again.to_dict()["clean"] == results["clean"]
     ckpt = load_training_checkpoint(run / "checkpoint_last.pt")  # weights_only=True
     assert ckpt["epoch"] == 2 and ckpt["model_config"]["codebook_size"] == 32
     assert isinstance(ckpt["rng"]["numpy"]["keys"], torch.Tensor)

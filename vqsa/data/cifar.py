@@ -23,11 +23,17 @@ class ArrayDataset:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset_indices(self, n: int | None, seed: int = 0) -> np.ndarray | None:
+        """The sorted indices that :meth:`subset` keeps (None: all samples)."""
+        if n is None or n >= len(self):
+            return None
+        return np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+
     def subset(self, n: int | None, seed: int = 0) -> "ArrayDataset":
         """A class-balanced-in-expectation random subset of ``n`` samples (all when ``n`` is None or too large)."""
-        if n is None or n >= len(self):
+        idx = self.subset_indices(n, seed)
+        if idx is None:
             return self
-        idx = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
         return ArrayDataset(self.images[idx], self.labels[idx], self.classes, f"{self.source}[{n} of {len(self)}]")
 
 

@@ -34,6 +34,9 @@ class TrainData:
     style: str
     val_arrays: ArrayDataset | None
     description: str
+    val_split: tuple[ArrayDataset, np.ndarray | None] | None = None
+    """The whole validation split and the indices of ``val_arrays`` in it (None: all of it): the end-of-training
+    evaluation records split indices, so ``vqsa evaluate --indices-from`` can repeat it."""
 
 
 class SubsetSource:
@@ -131,10 +134,11 @@ def build_train_data(cfg: TrainConfig) -> TrainData:
             print(DIGITS_NOTE, file=sys.stderr)
             train, val = load_digits("train"), load_digits("test")
         train = _subset_arrays(train, d.train_subset, cfg.seed)
+        split, val_idx = val, val.subset_indices(d.val_subset, cfg.seed)
         val = _subset_arrays(val, d.val_subset, cfg.seed)
         size = d.img_size or 32
         return TrainData(ArraySource(train), ArraySource(val), train.classes, size, default_style(size), val,
-                         f"{train.source} ({len(train)} train, {len(val)} val)")
+                         f"{train.source} ({len(train)} train, {len(val)} val)", (split, val_idx))
     # listed once, on rank 0, and broadcast (a missing or empty folder raises the same error on every rank)
     root, train_list, val_list = dist.run_on_rank0(_scan_folders, d.root, d.train_split, d.val_split)
     train_src = ImageFolderSource(root / d.train_split, train_list)

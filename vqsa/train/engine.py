@@ -561,11 +561,15 @@ class Trainer:
         from vqsa.eval import evaluate
 
         e = self.cfg.eval
+        # on the whole split with the subset's indices: results.json then records split indices, and
+        # `vqsa evaluate --indices-from RUN/results.json` repeats this evaluation
+        data, indices = self.data.val_split or (self.data.val_arrays, None)
         results = evaluate(
-            self.model, self.data.val_arrays, corruptions=self.known + self.unknown, severities=tuple(e.severities),
+            self.model, data, corruptions=self.known + self.unknown, severities=tuple(e.severities),
             batch_size=e.batch_size, num_workers=self.cfg.data.workers, amp=self.cfg.amp and self.cuda,
-            limit=e.n_examples, seed=self.cfg.seed, profile=e.profile, device=self.device,
-            train_corruptions=list(self.train_corruptions), model_info=dict(self.model_config), progress=self.main,
+            limit=e.n_examples, indices=indices, seed=self.cfg.seed, profile=e.profile, device=self.device,
+            train_corruptions=list(self.train_corruptions), progress=self.main,
+            model_info={**self.model_config, "label": self.cfg.name},
         )
         if self.main:
             results.save(self.run_dir)
