@@ -110,6 +110,8 @@ def test_mid_epoch_resume_is_bit_identical(tmp_path, codebook):
         victim.fit()
     ckpt = load_training_checkpoint(tmp_path / "victim" / "checkpoint_last.pt")
     assert (ckpt["epoch"], ckpt["batch"], ckpt["step"]) == (1, 1, 4)
+    with pytest.raises(ValueError, match="skip or repeat images"):  # mid-epoch: the batch size must not change
+        Trainer(_cfg(tmp_path, "victim", 3, **extra, batch_size="16"), resume=True).fit()
     Trainer(_cfg(tmp_path, "victim", 3, **extra), resume=True).fit()
     _assert_same_run(tmp_path / "ref", tmp_path / "victim")
 

@@ -222,6 +222,12 @@ class Trainer:
             needed = self.epoch + (1 if self.batch_in_epoch else 0)
             raise ValueError(f"{path}: the checkpoint is at {at}, past epochs: {self.cfg.epochs}; a run cannot be "
                              f"shortened (pass --epochs {needed} or more)")
+        saved_batch = saved_cfg.get("batch_size", self.cfg.batch_size)
+        if self.batch_in_epoch and saved_batch != self.cfg.batch_size:
+            raise ValueError(f"{path}: the checkpoint is in the middle of epoch {self.epoch + 1} (batch "
+                             f"{self.batch_in_epoch} of {saved_batch} images); with batch_size {self.cfg.batch_size} "
+                             f"the rest of the epoch would skip or repeat images (keep --batch_size {saved_batch}, "
+                             "or change it when resuming from an end-of-epoch checkpoint)")
         self._restore_schedule(ckpt["scheduler"])
         if "sums" in ckpt:
             self.sums.copy_(ckpt["sums"].to(self.device))
