@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 
 import numpy as np
 import torch
+
+from _timing import median_seconds
 
 from vqsa.corruptions import SUBSETS, corrupt, get_corruption_names
 from vqsa.corruptions.batched import RandomCorruption, corrupt_batch
@@ -37,19 +36,6 @@ def _image(size: int) -> np.ndarray:
     from skimage import data
 
     return np.array(Image.fromarray(data.astronaut()).resize((size, size), Image.BILINEAR), dtype=np.uint8)
-
-
-def _median_seconds(fn: Callable[[], object], sync: Callable[[], None], min_calls: int, min_time: float) -> float:
-    for _ in range(2):  # warm-up: caches, textures, kernels, cuDNN autotuning
-        fn()
-    sync()
-    times: list[float] = []
-    while len(times) < min_calls or sum(times) < min_time:
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def _mixed_cells(batch: int, severity_cycle: bool) -> tuple[list[str], list[int]]:
@@ -70,12 +56,12 @@ def run(args: argparse.Namespace) -> dict:
         rows = {}
         for name in names:
             gen = torch.Generator(device=device).manual_seed(0)
-            sec = _median_seconds(lambda: corrupt_batch(x, name, args.severity, generator=gen, profile=args.profile),
+            sec = median_seconds(lambda: corrupt_batch(x, name, args.severity, generator=gen, profile=args.profile),
                                   sync, args.min_calls, args.min_time)
             row = {"batched_img_s": args.batch / sec}
             if not args.no_reference:
                 rng = np.random.default_rng(0)
-                ref = _median_seconds(lambda: corrupt(img, args.severity, name, rng=rng, profile=args.profile),
+                ref = median_seconds(lambda: corrupt(img, args.severity, name, rng=rng, profile=args.profile),
                                       lambda: None, args.min_calls, args.min_time)
                 row["cpu_engine_img_s"] = 1 / ref
                 row["ratio"] = row["batched_img_s"] / row["cpu_engine_img_s"]
@@ -83,12 +69,12 @@ def run(args: argparse.Namespace) -> dict:
             print(_line(size, name, row), flush=True)
         mixed_names, mixed_sevs = _mixed_cells(args.batch, severity_cycle=True)
         gen = torch.Generator(device=device).manual_seed(0)
-        sec = _median_seconds(lambda: corrupt_batch(x, mixed_names, mixed_sevs, generator=gen, profile=args.profile),
+        sec = median_seconds(lambda: corrupt_batch(x, mixed_names, mixed_sevs, generator=gen, profile=args.profile),
                               sync, args.min_calls, args.min_time)
         rows["mixed_common_15x5"] = {"batched_img_s": args.batch / sec}
         print(_line(size, "mixed_common_15x5", rows["mixed_common_15x5"]), flush=True)
         rc = RandomCorruption(SUBSETS["common"], seed=0, profile=args.profile)  # the training path, 1/16 clean
-        sec = _median_seconds(lambda: rc(x), sync, args.min_calls, args.min_time)
+        sec = median_seconds(lambda: rc(x), sync, args.min_calls, args.min_time)
         rows["random_corruption"] = {"batched_img_s": args.batch / sec}
         print(_line(size, "random_corruption", rows["random_corruption"]), flush=True)
         results["sizes"][str(size)] = rows
