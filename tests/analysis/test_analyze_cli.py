@@ -55,8 +55,13 @@ def test_analyze_reports_bad_input(runs, capsys):
     assert main(["analyze", str(runs / "ft"), "--data-root", str(runs / "data"), "--what", "codebook",
                  "--out", str(runs / "bad")]) == 1
     assert "none of the checkpoints has a codebook" in capsys.readouterr().err
+    assert main(base + ["--classes", "12"]) == 1
+    assert "class index 12 is out of range" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(base + ["--what", "tsne,umap"])
+    with pytest.raises(SystemExit):  # refused before any feature is extracted
+        main(base + ["--tsne-iters", "100"])
+    assert "at least 250 iterations" in capsys.readouterr().err
 
 
 def test_analyze_codebook_on_real_cifar10(runs, cifar10_root, tmp_path):

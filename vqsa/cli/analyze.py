@@ -61,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
     d.add_argument("--profile", default="auto", choices=("auto", "imagenet", "cifar", "tinyimagenet"),
                    help="corruption parameter table")
     r = p.add_argument_group("run")
-    r.add_argument("--tsne-iters", type=positive_int, default=1000, help="t-SNE iterations (default 1000)")
+    r.add_argument("--tsne-iters", type=_tsne_iters, default=1000, help="t-SNE iterations, >= 250 (default 1000)")
     r.add_argument("--batch-size", type=positive_int, default=128)
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -94,6 +94,14 @@ def _needed(labels: np.ndarray, args: argparse.Namespace, classes: list[int]) ->
     return picks
 
 
+def _tsne_iters(text: str) -> int:
+    """scikit-learn's t-SNE needs at least 250 iterations: refuse fewer before any feature is extracted."""
+    n = positive_int(text)
+    if n < 250:
+        raise argparse.ArgumentTypeError(f"t-SNE needs at least 250 iterations, got {n}")
+    return n
+
+
 def _class_ids(spec: list[str] | None, names: tuple[str, ...], labels: np.ndarray) -> list[int]:
     present = [int(c) for c in np.unique(labels)]
     if spec is None:
@@ -104,6 +112,9 @@ def _class_ids(spec: list[str] | None, names: tuple[str, ...], labels: np.ndarra
             out.append(names.index(item))
         elif item.isdigit() and int(item) < len(names):
             out.append(int(item))
+        elif item.isdigit():
+            raise ValueError(f"class index {item} is out of range: the dataset has {len(names)} classes "
+                             f"(0..{len(names) - 1})")
         else:
             more = " ..." if len(names) > 20 else ""
             raise ValueError(f"unknown class {item!r}; classes: {', '.join(names[:20])}{more}")
