@@ -70,6 +70,7 @@ def test_tiny_run_writes_its_files_and_warns_about_overlap(tmp_path, capsys):
     assert isinstance(ckpt["rng"]["numpy"]["keys"], torch.Tensor)
     err = capsys.readouterr().err
     assert "effective batch size 32 x 1 process(es) = 32" in err and "summary:" in err
+    assert f"evaluation: clean acc {results['summary']['clean_accuracy']:.2f} %" in err and "results.md" in err
 
     # a second fresh run into the same folder is refused and leaves everything in place
     before = (run / "checkpoint_last.pt").read_bytes()

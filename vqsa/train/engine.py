@@ -536,6 +536,8 @@ class Trainer:
             atomic_write_json(self.run_dir / "summary.json", info)
             scalars = {k: v for k, v in summary.items() if not isinstance(v, (list, dict))}
             print("summary:\n" + format_summary(scalars), file=sys.stderr)
+            if evaluation is not None:
+                print(_evaluation_line(evaluation, self.run_dir), file=sys.stderr)
         return summary
 
     def _mark_stale_results(self) -> None:
@@ -580,6 +582,14 @@ class Trainer:
         if self.main:
             results.save(self.run_dir)
         return results.summary()
+
+
+def _evaluation_line(ev: dict[str, Any], run_dir: Path) -> str:
+    """The end-of-training evaluation in one line: accuracies and mCE where defined, and where the tables are."""
+    parts = [f"{name} {ev[key]:.2f} %" for name, key in (
+        ("clean acc", "clean_accuracy"), ("known acc", "known_accuracy"), ("unknown acc", "unknown_accuracy"),
+        ("mCE", "mce")) if ev.get(key) is not None]
+    return f"evaluation: {', '.join(parts)} (tables: {run_dir / 'results.md'})"
 
 
 def train(
