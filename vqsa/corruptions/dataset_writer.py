@@ -264,7 +264,7 @@ def _corrupt_file(job: _FolderJob, rel: PurePosixPath) -> tuple[int, int, str | 
     except BadImageError as e:
         if job.skip_bad:
             return 0, skipped, str(e)
-        raise BadImageError(f"{e} (pass --skip-bad / skip_bad=True to skip unreadable files)") from None
+        raise BadImageError(f"{e} (pass --skip-bad / skip_bad=True to skip such files)") from None
     for c, s, path in todo:
         try:
             out = corrupt(image, s, c, rng=derive_rng(job.seed, rel.as_posix(), c, s), profile=job.profile)
