@@ -6,6 +6,7 @@ results.csv, results.md and results.png to ``--out`` and prints the Markdown tab
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -55,7 +56,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
                    help="corruptions the model was trained on (default: read from the checkpoint's config)")
     r = p.add_argument_group("run")
     r.add_argument("--batch-size", type=int, default=128)
-    r.add_argument("--workers", type=int, default=4, help="DataLoader workers per process")
+    workers = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    r.add_argument("--workers", type=int, default=workers,
+                   help=f"DataLoader workers per process (default: 4, or the usable CPUs if fewer; here {workers})")
     r.add_argument("--amp", action="store_true", help="bfloat16 autocast")
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     r.add_argument("--out", default=None,
