@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 
 from vqsa.train.config import (
-    _CHOICES,
     ALIASES,
+    CHOICES,
     TrainConfig,
-    _show,
     flatten,
     load_config,
     load_yaml,
+    show_value,
     suggest_keys,
     to_yaml,
     unknown_key_message,
@@ -56,16 +56,16 @@ def add_parser(subparsers, name: str, help_: str) -> argparse.ArgumentParser:
         spellings = [key] + aliases.get(key, [])
         flags = list(dict.fromkeys(f"--{v}" for s in spellings for v in (s, s.replace("_", "-"))))
         extra = {"nargs": "?", "const": "true"} if key in bool_keys else {}
-        keys.add_argument(*flags, dest=f"cfg:{key}", default=argparse.SUPPRESS, metavar="V", help=_key_help(key, defaults),
-                          **extra)
+        keys.add_argument(*flags, dest=f"cfg:{key}", default=argparse.SUPPRESS, metavar="V",
+                          help=_key_help(key, defaults), **extra)
     p.set_defaults(_parser=p, _unrecognized=unrecognized_message)
     return p
 
 
 def _key_help(key: str, defaults: dict) -> str:
-    text = f"default: {_show(defaults[key])}"
-    if key in _CHOICES:
-        text += "; one of " + ", ".join(_show(c) for c in _CHOICES[key])
+    text = f"default: {show_value(defaults[key])}"
+    if key in CHOICES:
+        text += "; one of " + ", ".join(show_value(c) for c in CHOICES[key])
     return text.replace("%", "%%")
 
 

@@ -155,7 +155,7 @@ class TrainConfig:
         return Path(self.output_dir) / self.name
 
 
-_CHOICES: dict[str, tuple[str, ...]] = {
+CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "amp_dtype": ("bfloat16", "float16"),
     "model.fusion": (None, "replace", "add", "concat", "none"),
@@ -306,7 +306,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check choices and ranges; return ``cfg`` unchanged or raise ``ValueError`` naming the key."""
     flat = flatten(cfg.to_dict())
-    for key, choices in _CHOICES.items():
+    for key, choices in CHOICES.items():
         if flat[key] not in choices:
             shown = ", ".join("null" if c is None else c for c in choices)
             raise ValueError(f"config key {key!r} must be one of {shown}; got {flat[key]!r}")
@@ -364,11 +364,11 @@ def _drop_codebook_options(cfg: TrainConfig) -> TrainConfig:
         if value is None:
             continue
         if not ((name == "fusion" and value == "none") or (name == "attention" and value is False)):
-            ignored.append(f"model.{name}={_show(value)}")
+            ignored.append(f"model.{name}={show_value(value)}")
         setattr(m, name, None)
     for name in [k for k in m.kwargs if k in CODEBOOK_KWARGS]:
         if m.kwargs[name] is not None:
-            ignored.append(f"model.kwargs.{name}={_show(m.kwargs[name])}")
+            ignored.append(f"model.kwargs.{name}={show_value(m.kwargs[name])}")
         del m.kwargs[name]
     if ignored:
         warnings.warn(
@@ -378,7 +378,7 @@ def _drop_codebook_options(cfg: TrainConfig) -> TrainConfig:
     return cfg
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     """A value as it is written in YAML (``null``, ``true``, ``[1, 2]``, ``{}``)."""
     if value is None or isinstance(value, (bool, list, dict)):
         return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...").strip()

@@ -38,7 +38,7 @@ from .checkpointing import (
     save_checkpoint,
     set_rng_state,
 )
-from .config import TrainConfig, _show, flatten, to_yaml
+from .config import TrainConfig, flatten, show_value, to_yaml
 from .data import TrainData, build_datasets, build_train_data, resolve_corruptions
 from .logs import MetricsLogger, format_summary
 from .monitor import check_usage, usage_summary
@@ -262,7 +262,7 @@ class Trainer:
         if not changed:
             return
         print("resume: settings differ from the checkpoint's: "
-              + ", ".join(f"{k} {_show(old[k])} -> {_show(new[k])}" for k in changed), file=sys.stderr)
+              + ", ".join(f"{k} {show_value(old[k])} -> {show_value(new[k])}" for k in changed), file=sys.stderr)
         if any(k in _SCHEDULE_KEYS for k in changed):
             o, total = self.cfg.optim, self.scheduler.lr_lambdas[0].total
             shape = "constant" if o.scheduler == "constant" else f"cosine to {o.min_lr:g}"
