@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .results import is_run_folder
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -67,10 +69,7 @@ def run_label(path: str | os.PathLike) -> str:
     path = Path(path)
     if path.is_dir():
         return path.resolve().name
-    run = path.parent
-    if (run / "config.yaml").is_file() or (run / "summary.json").is_file():
-        return run.resolve().name
-    return path.stem
+    return path.parent.resolve().name if is_run_folder(path.parent) else path.stem
 
 
 def _train_corruptions(path: Path) -> list[str] | str | None:

@@ -290,7 +290,7 @@ class EvalResults:
             results = cls.from_dict(data)
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from e
-        if not results.model.get("label") and _is_run_folder(path.parent):
+        if not results.model.get("label") and is_run_folder(path.parent):
             results.model["label"] = path.parent.resolve().name  # a training run's own results: its run name
         return results
 
@@ -346,7 +346,8 @@ class EvalResults:
         return paths
 
 
-def _is_run_folder(path: Path) -> bool:
+def is_run_folder(path: Path) -> bool:
+    """A ``vqsa train`` run folder (it holds config.yaml or summary.json)."""
     return (path / "config.yaml").is_file() or (path / "summary.json").is_file()
 
 
