@@ -504,15 +504,30 @@ def check_seed(seed: int) -> int:
     return int(seed)
 
 
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest ``vqsa corrupt`` wrote into ``folder``: None when there is none (or it is not a JSON object);
+    ValueError when it cannot be read or parsed."""
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable manifest ({e})") from e
+    return manifest if isinstance(manifest, dict) else None
+
+
 def _claim_destination(dst: Path, kind: str, settings: dict[str, Any], info: dict[str, Any]) -> None:
     """Create ``dst`` with a manifest, or check that an existing manifest has the same settings."""
     manifest = dst / MANIFEST_NAME
     settings = json.loads(json.dumps(settings))
     if manifest.is_file():
         try:
-            old = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise ValueError(f"{manifest}: unreadable manifest ({e}); delete it only if {dst} is yours") from e
+            old = read_manifest(dst)
+            if old is None:
+                raise ValueError(f"{manifest}: unreadable manifest (not a JSON object)")
+        except ValueError as e:
+            raise ValueError(f"{e}; delete it only if {dst} is yours") from e
         if old.get("kind") != kind:
             raise ValueError(f"{dst} holds a {old.get('kind')!r} dataset, not a {kind!r} one; choose another folder")
         old_settings = old.get("settings", {})

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from vqsa import metrics
+from vqsa.corruptions.dataset_writer import MANIFEST_NAME, read_manifest
 from vqsa.data.cifar import CIFAR10_CLASSES, ArrayDataset, find_cifar10, load_cifar10
 from vqsa.data.corrupted import ArrayImages, CorruptedImages, EvalImages, FolderImages, cifar10_c, imagenet_c
 from vqsa.data.imagenet_subsets import subset_indices, subset_wnids, wnid_to_index
@@ -234,28 +235,12 @@ def _named_plan(dataset: str, data_root: str | os.PathLike | None, corruptions: 
     if plan.unpaired:
         plan.notes.append(plan.unpaired)
     if reference_ids is not None:  # indices into the full clean set (or the set the files were written from)
-        source = (_read_manifest(released)[1] or {}).get("source")
+        source = (read_manifest(released) or {}).get("source")
         plan.index_space = full_clean.description if full_clean is not None else f"CIFAR-10 test ({source})"
         plan.index_space_size = len(full_clean) if full_clean is not None else None
     elif clean_set is not None:
         plan.index_space, plan.index_space_size = clean_set.description, len(clean_set)
     return plan, more
-
-
-def _read_manifest(folder: Path) -> tuple[Path, dict[str, Any] | None]:
-    """``vqsa corrupt``'s manifest in ``folder`` (None when there is none)."""
-    from vqsa.corruptions.dataset_writer import MANIFEST_NAME
-
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        return path, None
-    import json
-
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: unreadable manifest ({e})") from e
-    return path, manifest if isinstance(manifest, dict) else None
 
 
 def _cifar10_c_clean(released: Path, clean_set: ArrayImages | None, clean: bool
@@ -272,7 +257,7 @@ def _cifar10_c_clean(released: Path, clean_set: ArrayImages | None, clean: bool
     if labels.ndim != 1 or len(labels) % 5:
         raise ValueError(f"{released / 'labels.npy'}: expected 5 * n labels (severities 1..5), got {labels.shape}")
     n = len(labels) // 5
-    path, manifest = _read_manifest(released)
+    path, manifest = released / MANIFEST_NAME, read_manifest(released)
     indices = manifest.get("indices") if manifest else None
     try:
         if indices is not None:
