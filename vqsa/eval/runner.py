@@ -44,8 +44,7 @@ class CellStream(Dataset):
 
     def __init__(self, plan: EvalPlan, limit: int | None = None, seed: int = 0, positions: np.ndarray | None = None,
                  positions_of: int | None = None, strict: bool = False) -> None:
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-            raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+        _check_limit(limit)
         self.plan = plan
         self.indices: list[np.ndarray | None] = []
         for cell in plan.cells:
@@ -77,6 +76,11 @@ class CellStream(Dataset):
         i, keep = int(k - self.offsets[cell]), self.indices[cell]
         image, label = self.plan.cells[cell].images[i if keep is None else int(keep[i])]
         return image, label, cell
+
+
+def _check_limit(limit: object) -> None:
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
 
 def _draw(n: int, limit: int, seed: int) -> np.ndarray:
@@ -313,8 +317,7 @@ def evaluate(
     if overlap:
         warnings.warn(f"the model was trained on {len(overlap)} of the evaluated corruptions ({', '.join(overlap)}): "
                       "their results measure robustness to seen corruptions, not generalisation", stacklevel=2)
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+    _check_limit(limit)
     strict = indices is not None
     positions, examples, messages = select_examples(plan, limit, seed, indices)
     if plan.unpaired and positions is not None:
