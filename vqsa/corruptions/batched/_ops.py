@@ -222,8 +222,11 @@ def uniform(shape: tuple[int, ...], low: float | torch.Tensor, high: float | tor
     return torch.rand(shape, generator=gen, device=device) * (high - low) + low
 
 
-def _border_index(i: torch.Tensor, n: int, border: str) -> torch.Tensor:
-    """Map integer indices into [0, n) by ``border``: "reflect101" (cv2 default) or "reflect" (half-sample)."""
+def border_index(i: torch.Tensor, n: int, border: str) -> torch.Tensor:
+    """Map integer indices into [0, n) by ``border``: "reflect101" (cv2 default), "reflect" (half-sample) or
+    "replicate" (edge)."""
+    if border == "replicate":
+        return i.clamp(0, n - 1)
     if border == "reflect101":
         if n == 1:
             return torch.zeros_like(i)
@@ -247,8 +250,8 @@ def bilinear_gather(img: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, b
     r0, c0 = torch.floor(rows), torch.floor(cols)
     fr, fc = (rows - r0)[:, None], (cols - c0)[:, None]
     pair = torch.arange(2, device=img.device).reshape(1, 2, 1, 1)
-    r = _border_index(r0.long()[:, None] + pair, h, border) * w  # (N, 2, H', W'): rows r0, r0 + 1
-    q = _border_index(c0.long()[:, None] + pair, w, border)
+    r = border_index(r0.long()[:, None] + pair, h, border) * w  # (N, 2, H', W'): rows r0, r0 + 1
+    q = border_index(c0.long()[:, None] + pair, w, border)
     idx = (r[:, :, None] + q[:, None]).reshape(n, 1, -1).expand(n, c, -1)
     taps = torch.gather(img.reshape(n, c, h * w), 2, idx).reshape(n, c, 4, *shape)
     left = 1 - fc

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._ops import border_index
+
 CANNY_LOW = 50
 CANNY_HIGH = 150
 EDGE_KERNEL = ((-2, -1, 0), (-1, 1, 1), (0, 1, 2))
@@ -55,20 +57,19 @@ _KNIGHT7 = ((1, 2), (2, 1), (2, -1), (-1, 2), (-1, -2), (-2, 1), (-2, -1))  # ev
 # Borders
 
 
-def _pad1(x: torch.Tensor, mode: str) -> torch.Tensor:
-    """Pad the last two axes of (N, H, W) by one pixel: "replicate" (BORDER_REPLICATE) or "reflect" (OpenCV's
+def _pad1(x: torch.Tensor, border: str) -> torch.Tensor:
+    """Pad the last two axes of (N, H, W) by one pixel: "replicate" (BORDER_REPLICATE) or "reflect101" (OpenCV's
     BORDER_REFLECT_101, its default: gfedcb|abcdefgh|gfedcba). Integer dtypes included (as index gathers: padding
     kernels do not support integer dtypes on every device)."""
     def index(n: int) -> torch.Tensor:  # built on the device: no host-to-device copy
-        i = torch.arange(-1, n + 1, device=x.device)
-        return i.clamp(0, n - 1) if mode == "replicate" else (n - 1) - ((n - 1) - i.abs()).abs()
+        return border_index(torch.arange(-1, n + 1, device=x.device), n, border)
 
     return x.index_select(-2, index(x.shape[-2])).index_select(-1, index(x.shape[-1]))
 
 
 def _box_sum3(x: torch.Tensor) -> torch.Tensor:
     """Sum over each 3x3 window, border REFLECT_101 (OpenCV's default); (N, H, W) integer -> same dtype."""
-    p = _pad1(x, "reflect")
+    p = _pad1(x, "reflect101")
     rows = p[:, :, :-2] + p[:, :, 1:-1]
     rows += p[:, :, 2:]
     out = rows[:, :-2] + rows[:, 1:-1]
@@ -342,7 +343,7 @@ def equalize_hist(img: torch.Tensor) -> torch.Tensor:
 def filter2d_u8(img: torch.Tensor) -> torch.Tensor:
     """``cv2.filter2D(img, cv2.CV_8U, EDGE_KERNEL)``: correlation, anchor at the centre, border REFLECT_101; the
     integer sum (|sum| <= 1275) saturated to [0, 255]. uint8 (N, H, W) -> uint8, as int16 sums of shifted views."""
-    p = _pad1(img.to(torch.int16), "reflect")
+    p = _pad1(img.to(torch.int16), "reflect101")
 
     def at(di: int, dj: int) -> torch.Tensor:
         return p[:, 1 + di:p.shape[1] - 1 + di, 1 + dj:p.shape[2] - 1 + dj]
