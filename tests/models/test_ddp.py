@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from _ddp_helpers import ddp_sgd_steps, same_on_all_ranks
 
 pytestmark = pytest.mark.ddp
 
@@ -15,6 +14,13 @@ def _worker(rank: int, world: int, init_file: str) -> None:
     try:
         import vqsa
         from vqsa.layers import VectorQuantizer
+
+        def same_on_all_ranks(t: torch.Tensor) -> bool:
+            ref = t.detach().clone()
+            dist.broadcast(ref, 0)
+            ok = torch.tensor(int(torch.equal(ref, t.detach())))
+            dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+            return bool(ok)
 
         # Rank-dependent data and generator seeds: without the broadcasts the codebooks would diverge.
         g = torch.Generator().manual_seed(100 + rank)
@@ -33,10 +39,17 @@ def _worker(rank: int, world: int, init_file: str) -> None:
         # A DDP-wrapped model: buffer broadcasting must not clobber the per-rank usage counters.
         torch.manual_seed(0)
         model = vqsa.create_model("cifar_resnet8", 4, codebook_size=8, dead_code_threshold=1, dead_code_interval=1)
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
         model.vq.reset_usage()
-        ddp_sgd_steps(model, [torch.rand(3 + rank, 3, 16, 16, generator=g) for _ in range(2)])
+        for _ in range(2):
+            out = ddp(torch.rand(3 + rank, 3, 16, 16, generator=g), return_aux=True)
+            (out.logits.sum() + out.aux_loss).backward()
+            opt.step(), opt.zero_grad()
         assert model.vq.usage().total == 2 * (3 + 4)
         assert same_on_all_ranks(model.vq.codebook)
+        del ddp  # release DDP's reducer (and its gloo work) before the process group goes away
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

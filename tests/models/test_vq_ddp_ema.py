@@ -5,11 +5,18 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from _ddp_helpers import ddp_sgd_steps, same_on_all_ranks
 
 import vqsa.utils.distributed as vdist
 
 pytestmark = pytest.mark.ddp
+
+
+def _same_on_all_ranks(t: torch.Tensor) -> bool:
+    ref = t.detach().clone()
+    dist.broadcast(ref, 0)
+    ok = torch.tensor(int(torch.equal(ref, t.detach())))
+    dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok)
 
 
 @contextlib.contextmanager
@@ -42,13 +49,13 @@ def _worker(rank: int, world: int, init_file: str) -> None:
             single = VectorQuantizer(8, 12, init=method, seed=7)
             with _single_process():
                 single.init_from_features(data)
-            assert same_on_all_ranks(vq.codebook), f"{method} init differs between ranks"
+            assert _same_on_all_ranks(vq.codebook), f"{method} init differs between ranks"
             assert torch.equal(vq.codebook, single.codebook), f"{method} init did not use every rank's features"
 
         # lazy init on the first batch also gathers both ranks' features
         lazy = VectorQuantizer(8, 12, init="kmeans", seed=rank)
         lazy(shard)
-        assert same_on_all_ranks(lazy.codebook)
+        assert _same_on_all_ranks(lazy.codebook)
 
         # EMA: statistics all-reduced -> identical codebooks and stats, equal (up to summation order) to one process
         ema = VectorQuantizer(8, 6, distance="l2", init="kmeans", codebook_update="ema", decay=0.9, seed=rank)
@@ -60,7 +67,7 @@ def _worker(rank: int, world: int, init_file: str) -> None:
             batch = torch.randn(24, 8, generator=gen) * 3
             ema(batch[:8] if rank == 0 else batch[8:])
         for name in ("codebook", "ema_cluster_size", "ema_embed_sum"):
-            assert same_on_all_ranks(getattr(ema, name)), f"EMA {name} differs between ranks"
+            assert _same_on_all_ranks(getattr(ema, name)), f"EMA {name} differs between ranks"
         gen = torch.Generator().manual_seed(1)
         with _single_process():
             for _ in range(4):
@@ -76,16 +83,23 @@ def _worker(rank: int, world: int, init_file: str) -> None:
             rs(torch.randn(6 + rank, 8, generator=gen) + 3 * rank)
         assert int(rs.restarted_codes) > 0
         for name in ("codebook", "ema_cluster_size", "ema_embed_sum", "restarted_codes"):
-            assert same_on_all_ranks(getattr(rs, name)), f"restart left {name} different between ranks"
+            assert _same_on_all_ranks(getattr(rs, name)), f"restart left {name} different between ranks"
 
         # a model and a data pass per rank (each its own images): one codebook everywhere; then DDP training
         torch.manual_seed(0)
         model = vqsa.create_model("cifar_resnet8", 4, codebook_size=8, codebook_preset="healthy_ema")
         imgs = torch.rand(10, 3, 16, 16, generator=torch.Generator().manual_seed(rank))
         assert init_codebook_from_data(model, [imgs[:4], imgs[4:]], max_features=12) == 12
-        assert same_on_all_ranks(model.vq.codebook)
-        ddp_sgd_steps(model, [imgs[:3 + rank]] * 2)
-        assert same_on_all_ranks(model.vq.codebook) and same_on_all_ranks(model.vq.ema_embed_sum)
+        assert _same_on_all_ranks(model.vq.codebook)
+        ddp = torch.nn.parallel.DistributedDataParallel(model)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+        for _ in range(2):
+            out = ddp(imgs[:3 + rank], return_aux=True)
+            (out.logits.sum() + out.aux_loss).backward()
+            opt.step(), opt.zero_grad()
+        assert _same_on_all_ranks(model.vq.codebook) and _same_on_all_ranks(model.vq.ema_embed_sum)
+        del ddp  # release DDP's reducer (and its gloo work) before the process group goes away
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
