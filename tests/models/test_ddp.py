@@ -1,5 +1,7 @@
 """Two gloo processes: k-means init and dead-code restarts leave identical codebooks on every rank; usage sums."""
 
+import gc
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -48,7 +50,10 @@ def _worker(rank: int, world: int, init_file: str) -> None:
             opt.step(), opt.zero_grad()
         assert model.vq.usage().total == 2 * (3 + 4)
         assert same_on_all_ranks(model.vq.codebook)
-        del ddp  # release DDP's reducer (and its gloo work) before the process group goes away
+        # Free everything that holds DDP's reducer (the wrapper, and the model whose parameters carry its hooks)
+        # before the process group goes away: a reducer destroyed later aborts the process at exit.
+        del ddp, opt, out, model
+        gc.collect()
         dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -1,5 +1,6 @@
 """Two gloo processes: feature-gathered inits, EMA updates and buffer restarts leave bit-identical codebooks."""
 import contextlib
+import gc
 
 import pytest
 import torch
@@ -98,7 +99,10 @@ def _worker(rank: int, world: int, init_file: str) -> None:
             (out.logits.sum() + out.aux_loss).backward()
             opt.step(), opt.zero_grad()
         assert _same_on_all_ranks(model.vq.codebook) and _same_on_all_ranks(model.vq.ema_embed_sum)
-        del ddp  # release DDP's reducer (and its gloo work) before the process group goes away
+        # Free everything that holds DDP's reducer (the wrapper, and the model whose parameters carry its hooks)
+        # before the process group goes away: a reducer destroyed later aborts the process at exit.
+        del ddp, opt, out, model
+        gc.collect()
         dist.barrier()
     finally:
         dist.destroy_process_group()
