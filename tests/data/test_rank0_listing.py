@@ -215,3 +215,31 @@ def test_broadcast_helpers_without_a_process_group():
     assert dist.run_on_rank0(lambda x, y=0: (x, y), 1, y=2) == (1, 2)
     with pytest.raises(NeedsTwoArgs, match="one and two"):
         dist.run_on_rank0(_raise_custom)
+
+
+def _slow_listing(seconds: float) -> str:
+    import time
+    time.sleep(seconds)
+    return "listed"
+
+
+def _slow_rank0_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=2))
+    try:
+        outcome = {"ok": dist.run_on_rank0(_slow_listing, 5.0)}
+    except Exception as e:  # noqa: BLE001 - the outcome under test
+        outcome = {"error": f"{type(e).__name__}: {e}"}
+    with open(f"{out}/slow{rank}.json", "w") as f:
+        json.dump(outcome, f)
+    torch.distributed.destroy_process_group()
+
+
+def test_other_ranks_outwait_the_default_groups_timeout_while_rank0_lists(tmp_path):
+    """Listing ImageNet-C on a network file system can take longer than the default group's timeout (10 minutes
+    under NCCL): the broadcast waits on its own gloo group with ``OBJECT_TIMEOUT``. Here the default group times out
+    after 2 s and rank 0 lists for 5 s."""
+    mp.start_processes(_slow_rank0_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, start_method="fork")
+    assert [json.loads((tmp_path / f"slow{r}.json").read_text()) for r in range(2)] == [{"ok": "listed"}] * 2

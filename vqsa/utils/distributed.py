@@ -5,6 +5,7 @@ variables that torchrun sets; there is no home-made launcher.
 """
 from __future__ import annotations
 
+import datetime
 import os
 import pickle
 from collections.abc import Callable
@@ -65,12 +66,35 @@ def broadcast(t: torch.Tensor, src: int = 0) -> torch.Tensor:
     return t
 
 
+#: How long the ranks wait for ``broadcast_object`` (and so for ``run_on_rank0``'s file-system work on rank 0).
+#: Listing ImageNet-C on a network file system can outlast the default group's timeout (10 minutes under NCCL).
+OBJECT_TIMEOUT = datetime.timedelta(hours=2)
+_object_group: tuple[Any, Any] | None = None  # (the default group it was made for, the gloo group)
+
+
+def _objects_group() -> Any:
+    """A gloo group over all ranks, with ``OBJECT_TIMEOUT``, for object collectives: host-side pickles stay in host
+    memory (no device copies), and a long wait for rank 0 does not trip the default group's watchdog. Made on first
+    use (every rank reaches it together, inside a collective) and remade for a new default group. The default group
+    when gloo is not built in."""
+    global _object_group
+    world = dist.group.WORLD
+    if not dist.is_gloo_available():
+        return world
+    if _object_group is None or _object_group[0] is not world:
+        _object_group = (world, dist.new_group(backend="gloo", timeout=OBJECT_TIMEOUT))
+    return _object_group[1]
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """``obj`` of rank ``src`` on every rank (pickled); a collective. Returns ``obj`` itself when not distributed."""
+    """``obj`` of rank ``src`` on every rank (pickled); a collective that waits up to ``OBJECT_TIMEOUT``.
+
+    Returns ``obj`` itself when not distributed.
+    """
     if not is_distributed():
         return obj
     box = [obj if get_rank() == src else None]
-    dist.broadcast_object_list(box, src=src)
+    dist.broadcast_object_list(box, src=src, group=_objects_group())
     return box[0]
 
 
