@@ -63,8 +63,9 @@ def test_dispatched_ops_stay_bounded():
 @pytest.mark.parametrize("name", CORRUPTIONS)
 def test_ops_read_nothing_back_from_the_device(name):
     """On meta tensors (shapes, no data) every read of device values by the host (``.item()``, ``torch.equal``,
-    ``.cpu()``, ``nonzero``: a synchronisation on a GPU) raises. Only spatter's water mode (severities 1-3) reads its
-    liquid layer back (the OpenCV edge map), so spatter runs its mud severities here."""
+    ``.cpu()``, ``nonzero``: a synchronisation on a GPU) raises. Only spatter's water mode (severities 1-3) reads
+    back: its Canny hysteresis tests convergence every 8 steps (``edges.hysteresis``), so spatter runs its mud
+    severities here."""
     sevs = [4, 5, 4, 5, 4] if name == "spatter" else [1, 2, 3, 4, 5]
     x = torch.empty((5, 3, 48, 48), device="meta")
     assert OPS[name](x, sevs, PARAMS["imagenet"][name], None, "imagenet").shape == x.shape
