@@ -313,3 +313,24 @@ def test_output_size_below_the_minimum_is_a_setting_error(tiny_folder, tmp_path,
     assert not dst.exists()
     assert main(["corrupt", str(tiny_folder), str(dst), "--resize", "20", "--center-crop", "none", "--quiet"]) == 1
     assert "--resize 20" in capsys.readouterr().err
+
+
+def test_resume_from_another_source_folder_is_refused(tiny_folder, tmp_path, capsys):
+    """Finished outputs count as done by name: resuming from another source would keep the first source's images."""
+    dst, other = tmp_path / "dst", tmp_path / "other"
+    assert main(["corrupt", str(tiny_folder), str(dst), *FAST, *SMALL]) == 0
+    (other / "cls_a").mkdir(parents=True)
+    Image.fromarray(_rgb(48, 60, 9)).save(other / "cls_a" / "a0.png")
+    before = _tree(dst)
+    assert main(["corrupt", str(other), str(dst), *FAST, *SMALL]) == 1
+    err = capsys.readouterr().err
+    assert f"was written from {tiny_folder.resolve()}, not {other.resolve()}" in err
+    assert _tree(dst) == before
+
+
+def test_unwritable_destination_is_a_one_line_error(tiny_folder, tmp_path, capsys):
+    """OS errors (a file in the way, a read-only or full disk) end like the other errors: one line, exit status 1."""
+    (tmp_path / "afile").write_text("x")
+    assert main(["corrupt", str(tiny_folder), str(tmp_path / "afile" / "sub"), *FAST, *SMALL]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vqsa corrupt: error: ") and "Not a directory" in err and "Traceback" not in err

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         end_progress_bars()
         print("interrupted", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as e:
+    except (ValueError, TypeError, OSError, RuntimeError) as e:  # OSError: missing files, read-only or full disks
         end_progress_bars()
         if getattr(args, "debug", False):
             raise

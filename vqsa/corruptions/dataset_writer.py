@@ -530,6 +530,9 @@ def _claim_destination(dst: Path, kind: str, settings: dict[str, Any], info: dic
             raise ValueError(f"{e}; delete it only if {dst} is yours") from e
         if old.get("kind") != kind:
             raise ValueError(f"{dst} holds a {old.get('kind')!r} dataset, not a {kind!r} one; choose another folder")
+        if kind == "folder" and old.get("source", info["source"]) != info["source"]:  # both resolved paths
+            raise ValueError(f"{dst} was written from {old['source']}, not {info['source']}: its finished files would "
+                             "be kept as they are; use that source or a new folder")
         old_settings = old.get("settings", {})
         diff = sorted(k for k in settings.keys() | old_settings.keys() if settings.get(k) != old_settings.get(k))
         if diff:
