@@ -1,5 +1,6 @@
 """`vqsa corrupt`: folder trees, CIFAR-10-C arrays, gallery, resume, determinism and error messages."""
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +221,17 @@ def test_gallery_writes_a_png(tmp_path, capsys):
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size[0] > 200 and im.size[1] > 300
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_gallery_to_an_unwritable_folder_fails_before_rendering(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "img.png"
+    Image.fromarray(_rgb(50, 70, 8)).save(src)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: mode != os.W_OK and real_access(p, mode))  # e.g. read-only
+    monkeypatch.setattr(corruptions_pkg, "corrupt", lambda *a, **k: pytest.fail("rendered before the write check"))
+    assert main(["corrupt", "--gallery", str(src), str(tmp_path / "g.png"), "--resize", "48",
+                 "--center-crop", "40"]) == 1
+    assert f"cannot write to {str(tmp_path)!r}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vqsa.utils.io import atomic_save_figure
+from vqsa.utils.io import atomic_save_figure, check_writable
 
 from .dataset_writer import (
     SEVERITIES,
@@ -59,6 +59,7 @@ def render_gallery(
         raise ValueError(f"gallery output must end in one of {', '.join('.' + f for f in _FORMATS)}, got {out.name!r}")
     names, sev = resolve_corruptions(corruptions), check_severities(severities)
     profile, seed = check_profile(profile), check_seed(seed)
+    check_writable(out)  # before rendering 95 cells
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image array must be uint8 (H, W, 3), got {image.dtype} {image.shape}")

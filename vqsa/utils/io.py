@@ -35,6 +35,15 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Create ``path``'s folder and raise ``PermissionError`` now if a file cannot be written there (read-only
+    file system, no permission), so that long work is not done before the write fails."""
+    parent = Path(path).parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"cannot write to {str(parent)!r} (read-only file system or no permission)")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path, "wb") as f:
