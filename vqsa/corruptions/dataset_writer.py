@@ -27,6 +27,7 @@ from PIL import Image
 
 from vqsa.corruptions._api import derive_rng
 from vqsa.utils.io import atomic_open, atomic_write_bytes, atomic_write_json
+from vqsa.utils.paths import walk_tree
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 MANIFEST_NAME = "vqsa_corrupt.json"
@@ -205,8 +206,7 @@ def list_images(src: str | os.PathLike) -> list[PurePosixPath]:
     if not root.is_dir():
         raise ValueError(f"source {str(root)!r} is not a folder (for a single image use --gallery)")
     found: list[PurePosixPath] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    for dirpath, _, filenames in walk_tree(root, skip_hidden=True):
         rel_dir = Path(dirpath).relative_to(root)
         found.extend(
             PurePosixPath(rel_dir.as_posix()) / f

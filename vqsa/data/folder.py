@@ -14,6 +14,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from vqsa.utils.paths import walk_tree
+
 from .mixed import BadImageError
 
 FolderListing = tuple[tuple[str, ...], list[tuple[str, ...]]]
@@ -37,7 +39,7 @@ def scan_image_folder(root: str | os.PathLike) -> FolderListing:
     for cls in classes:
         top = str(root / cls)
         names: list[str] = []
-        for dirpath, _, filenames in sorted(os.walk(top, followlinks=True)):
+        for dirpath, _, filenames in sorted(walk_tree(top)):
             sub = os.path.join(dirpath[len(top) + 1:], "") if dirpath != top else ""  # "a/b/" below the class
             names += [sub + f for f in sorted(filenames) if f.lower().endswith(IMG_EXTENSIONS)]
         files.append(tuple(names))

@@ -1,1 +1,1 @@
-"""Small shared helpers: atomic file writes, torch.distributed wrappers, run metadata."""
+"""Small shared helpers: atomic file writes, directory walks, torch.distributed wrappers, run metadata."""
