@@ -106,6 +106,9 @@ def test_every_corruption_keeps_dtype_and_shape(name):
         for severity in range(1, 6):
             out = corrupt(x, severity, name, rng=severity)
             assert out.dtype == np.uint8 and out.shape == x.shape, (side, severity)
+            # a fresh array that cv2.rectangle and torch.from_numpy take as is (pixelate and JPEG came back
+            # read-only, elastic transform channel-planar)
+            assert out.flags.c_contiguous and out.flags.writeable and not np.shares_memory(out, x), (side, severity)
             if severity == 5:
                 assert np.abs(out.astype(int) - x).mean() > 0.5, (side, "no visible change")
 

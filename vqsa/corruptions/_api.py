@@ -129,8 +129,8 @@ def corrupt(image: np.ndarray, severity: int = 1, corruption_name: str | None = 
             (Tiny-ImageNet-C, 64 px) or "auto" (by min(H, W): <= 40 cifar, <= 80 tinyimagenet, else imagenet).
 
     Returns:
-        uint8 array of the input's shape: the corrupted image, clipped to [0, 255] and truncated like the
-        reference. (imagecorruptions documents "same shape as input" but returns (H, W, 3) for grey input.)
+        A new uint8 array (C-contiguous, writable) of the input's shape: the corrupted image, clipped to [0, 255] and
+        truncated like the reference. (imagecorruptions documents "same shape as input" but returns (H, W, 3) for grey input.)
     """
     name = _resolve_name(corruption_name, corruption_number)
     if not isinstance(severity, numbers.Integral) or isinstance(severity, bool):
@@ -142,9 +142,9 @@ def corrupt(image: np.ndarray, severity: int = 1, corruption_name: str | None = 
     generator = as_generator(rng)
     out = get_corruption_function(name)(x, int(severity), generator, resolved)
     if out.dtype != np.uint8:
-        out = np.clip(out, 0, 255).astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] == 3:
-        return out
+        out = np.clip(out, 0, 255).astype(np.uint8, order="C")
+    if image.ndim == 3 and image.shape[2] == 3:  # a fresh, writable, C-contiguous array, ready for cv2 or torch
+        return out if out.flags.c_contiguous and out.flags.writeable else out.copy(order="C")
     return _luma(out).reshape(image.shape)
 
 
