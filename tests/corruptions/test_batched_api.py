@@ -24,6 +24,8 @@ def test_every_corruption_keeps_shape_dtype_device(name):
         if y.is_floating_point():
             assert 0 <= y.min() and y.max() <= 1
         assert not torch.equal(y, images), f"{name} left the batch unchanged"
+    wants_grad = (x.float() / 255).requires_grad_()  # a data op: nothing recorded, the output is detached
+    assert not corrupt_batch(wants_grad, name, 3, generator=torch.Generator().manual_seed(1)).requires_grad
 
 
 def test_float_and_uint8_paths_agree():
@@ -126,6 +128,8 @@ def test_bad_images(images, error):
     ("fog", 2.0, TypeError, "severity"),
     ("fog", True, TypeError, "severity"),
     ("clean", 6, ValueError, "severity"),
+    ((n for n in ["fog", "snow"]), 1, TypeError, "one entry per image, got a generator"),
+    ({"fog", "snow"}, 1, TypeError, "got a set"),
 ])
 def test_bad_names_and_severities(corruptions, severities, error, words):
     with pytest.raises(error, match=words):

@@ -58,6 +58,10 @@ def test_subset_names_and_defaults():
     assert RandomCorruption().corruptions == SUBSETS["common"]
     assert RandomCorruption("validation", clean=False).corruptions == SUBSETS["validation"]
     assert RandomCorruption([0, "fog"]).corruptions == ("gaussian_noise", "fog")
+    one = RandomCorruption("fog", severities=3)  # one name, one severity
+    assert one.corruptions == ("fog",) and one.severities == (3,)
+    assert RandomCorruption(9).corruptions == ("fog",)
+    RandomCorruption(seed=2**64 - 1)
 
 
 @pytest.mark.parametrize("kwargs, error", [
@@ -68,6 +72,8 @@ def test_subset_names_and_defaults():
     ({"severities": ()}, ValueError),
     ({"mode": "cyclic"}, ValueError),
     ({"seed": -1}, ValueError),
+    ({"seed": 2**64}, ValueError),
+    ({"corruptions": "fogg"}, ValueError),
     ({"profile": "mnist"}, ValueError),
     ({"corruptions": [], "clean": False}, ValueError),
 ])

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .._api import resolve_profile
-from .._params import SUBSETS
+from .._params import CORRUPTIONS, SUBSETS
 from ._api import _SEED_MASK, _check_images, _name, corrupt_groups
 from ._ops import to_device
 
@@ -27,9 +27,9 @@ class RandomCorruption(nn.Module):
     """Corrupt each image of a batch with a (corruption, severity) cell of the training grid, on the batch's device.
 
     Args:
-        corruptions: names or indices (default: the 15 common ImageNet-C corruptions), or a subset name of
-            ``get_corruption_names`` ("common", "validation", "all", "noise", ...).
-        severities: severities in 1..5 used for every corruption.
+        corruptions: names or indices (default: the 15 common ImageNet-C corruptions), a subset name of
+            ``get_corruption_names`` ("common", "validation", "all", "noise", ...), or one name or index.
+        severities: severities in 1..5 used for every corruption (or one int).
         clean: include the identity as one more row of the grid (``len(severities)`` cells).
         mode: "stratified" (cycle without replacement) or "uniform" (independent draws).
         seed: seed of the draws and of the corruption noise; None draws one from torch's global generator.
@@ -43,24 +43,27 @@ class RandomCorruption(nn.Module):
     def __init__(self, corruptions: Sequence[str | int] | str = "common", severities: Sequence[int] = (1, 2, 3, 4, 5),
                  clean: bool = True, mode: str = "stratified", seed: int | None = None, profile: str = "auto") -> None:
         super().__init__()
-        if isinstance(corruptions, str):
-            if corruptions not in SUBSETS:
-                raise ValueError(f"corruptions: unknown subset {corruptions!r}; expected one of {list(SUBSETS)} "
-                                 "or a list of corruption names")
+        if isinstance(corruptions, str) and corruptions in SUBSETS:
             corruptions = SUBSETS[corruptions]
+        elif isinstance(corruptions, (str, numbers.Integral)):
+            if isinstance(corruptions, str) and corruptions not in CORRUPTIONS:
+                raise ValueError(f"corruptions: {corruptions!r} is neither a subset ({', '.join(SUBSETS)}) nor a "
+                                 "corruption name")
+            corruptions = [corruptions]
         names = [_name(c, f"corruptions[{i}]") for i, c in enumerate(corruptions)]
         if any(n is None for n in names):
             raise ValueError("corruptions: list real corruptions only; use clean=True for the identity")
         if len(set(names)) != len(names):
             raise ValueError(f"corruptions listed twice: {names}")
-        sevs = list(severities)
+        sevs = [severities] if isinstance(severities, numbers.Integral) else list(severities)
         if not sevs or any(not isinstance(s, numbers.Integral) or isinstance(s, bool) or not 1 <= s <= 5
                            for s in sevs) or len(set(sevs)) != len(sevs):
             raise ValueError(f"severities must be distinct ints in 1..5, got {severities!r}")
         if mode not in ("stratified", "uniform"):
             raise ValueError(f"mode must be 'stratified' or 'uniform', got {mode!r}")
-        if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0):
-            raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
+        if seed is not None and (not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
+                                 or not 0 <= seed < 2**64):
+            raise ValueError(f"seed must be None or an int in [0, 2**64), got {seed!r}")
         if profile != "auto":
             resolve_profile(profile, 224, 224)  # validates the name
         if not names and not clean:
