@@ -2,6 +2,7 @@
 import dataclasses
 import importlib.util
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -277,3 +278,32 @@ def test_resume_with_more_epochs_follows_the_new_schedule(tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--epochs", "1"]) == 1
     assert "cannot be shortened (pass --epochs 2 or more)" in capsys.readouterr().err
     assert load_training_checkpoint(run / "checkpoint_last.pt")["step"] == 6
+
+
+def test_a_copied_run_resumes_in_its_own_folder(tmp_path, capsys, monkeypatch):
+    """``--resume DIR`` continues in DIR, not in the folder recorded in the checkpoint (a relative ``runs`` that
+    pointed at another copy, or at nothing from another working directory); ``--name`` forks it elsewhere, but
+    never onto another run's checkpoint."""
+    first = tmp_path / "first"
+    first.mkdir()
+    monkeypatch.chdir(first)
+    assert main(["train", *tiny_args(Path("runs"), "orig", 1, **{"eval.enabled": "false"})]) == 0
+    shutil.copytree(first / "runs" / "orig", tmp_path / "archive" / "copy")
+    original = (first / "runs" / "orig" / "checkpoint_last.pt").read_bytes()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "archive" / "copy"), "--epochs", "2"]) == 0
+    assert "settings differ from the checkpoint's: epochs 1 -> 2\n" in capsys.readouterr().err  # no output_dir
+    assert load_training_checkpoint(tmp_path / "archive" / "copy" / "checkpoint_last.pt")["epoch"] == 2
+    assert (first / "runs" / "orig" / "checkpoint_last.pt").read_bytes() == original
+    assert not (elsewhere / "runs").exists()
+
+    monkeypatch.chdir(first)
+    assert main(["train", "--resume", "runs/orig", "--name", "fork", "--epochs", "2"]) == 0
+    assert "resume: continuing runs/orig/checkpoint_last.pt in the run folder runs/fork" in capsys.readouterr().err
+    assert load_training_checkpoint(first / "runs" / "fork" / "checkpoint_last.pt")["epoch"] == 2
+    assert (first / "runs" / "orig" / "checkpoint_last.pt").read_bytes() == original
+    assert main(["train", "--resume", "runs/orig", "--name", "fork", "--epochs", "3"]) == 1
+    assert "runs/fork already holds a training checkpoint" in capsys.readouterr().err

@@ -10,6 +10,8 @@ Multi-GPU / multi-node: ``torchrun --nproc_per_node=N -m vqsa train -c CONFIG.ya
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -119,6 +121,14 @@ def _resume_source(resume: str | bool | None) -> Path | None:
     return path / "checkpoint_last.pt" if path.is_dir() else path
 
 
+def _in_checkpoint_folder(cfg, ckpt_path: Path):
+    """``cfg`` with ``output_dir``/``name`` naming the folder that holds ``ckpt_path``: a run resumed from a path
+    continues where its checkpoint is (a copied or moved run, a job started from another directory), not in the
+    folder recorded in the checkpoint. An explicit ``--name`` or ``--output_dir`` continues it elsewhere instead."""
+    folder = Path(os.path.abspath(ckpt_path)).parent
+    return dataclasses.replace(cfg, output_dir=str(folder.parent), name=folder.name)
+
+
 def run(args: argparse.Namespace) -> int:
     from vqsa.train.checkpointing import load_training_checkpoint
     from vqsa.train.engine import NonFiniteLossError, train
@@ -135,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(None, overrides, base=load_training_checkpoint(ckpt_path)["config"])
     else:
         cfg = load_config(args.config, overrides)
+    if ckpt_path is not None and not {"name", "output_dir"} & overrides.keys():
+        cfg = _in_checkpoint_folder(cfg, ckpt_path)
     if args.print_config:
         sys.stdout.write(to_yaml(cfg))
         return 0

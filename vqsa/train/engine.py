@@ -103,6 +103,13 @@ def _split_eval_corruptions(cfg: TrainConfig, train_c: tuple[str, ...]) -> tuple
     return [c for c in eval_c if c in train_c], [c for c in eval_c if c not in train_c]
 
 
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return os.path.abspath(a) == os.path.abspath(b)
+
+
 class Trainer:
     """One training run (see the module docstring); ``fit()`` returns the final summary.
 
@@ -124,11 +131,14 @@ class Trainer:
         self.main = self.rank == 0
         self.run_dir = cfg.run_dir()
         ckpt_path = self.run_dir / CHECKPOINT_NAME if resume is True else (Path(resume) if resume else None)
-        if ckpt_path is None and (self.run_dir / CHECKPOINT_NAME).exists():
+        elsewhere = ckpt_path is not None and not _same_folder(ckpt_path.parent, self.run_dir)
+        if (ckpt_path is None or elsewhere) and (self.run_dir / CHECKPOINT_NAME).exists():
             raise ValueError(
                 f"{self.run_dir} already holds a training checkpoint: pass --resume to continue it, or choose "
                 "another --name (nothing was overwritten)"
             )
+        if elsewhere and self.main:
+            print(f"resume: continuing {ckpt_path} in the run folder {self.run_dir}", file=sys.stderr)
         ckpt = load_training_checkpoint(ckpt_path) if ckpt_path else None
 
         self.train_corruptions = resolve_corruptions(cfg.corruption.corruptions)
@@ -256,9 +266,10 @@ class Trainer:
         sched._last_lr = list(lrs)
 
     def _report_changes(self, saved_cfg: dict[str, Any]) -> None:
-        """One line naming the settings that differ from the checkpoint's, one more when they reshape the schedule."""
+        """One line naming the settings that differ from the checkpoint's, one more when they reshape the schedule.
+        Where the run folder is (``output_dir``, ``name``) is not a setting: a moved run keeps its checkpoint's."""
         old, new = flatten(saved_cfg), flatten(self.cfg.to_dict())
-        changed = [k for k in new if k in old and old[k] != new[k]]
+        changed = [k for k in new if k in old and old[k] != new[k] and k not in ("output_dir", "name")]
         if not changed:
             return
         print("resume: settings differ from the checkpoint's: "
