@@ -86,3 +86,11 @@ def test_cli_model_zoo_classifier(data, tmp_path, capsys):
     assert d["model"]["name"] == "cifar_resnet8" and d["eval_corruptions"] == [] and d["clean"]["total"] == 8
     assert main([*args, "--num-classes", "100"]) == 1
     assert "label-space mismatch: the model outputs 100 classes" in capsys.readouterr().err
+    # offline pretrained weights: the network's own weights file
+    from vqsa.models._registry import vqsa_backbone
+
+    torch.save(vqsa_backbone("cifar_resnet8")(num_classes=10).state_dict(), tmp_path / "net.pth")
+    assert main([*args, "--pretrained", str(tmp_path / "net.pth")]) == 0
+    assert "random weights" not in capsys.readouterr().err
+    recorded = json.loads((tmp_path / "zoo" / "results.json").read_text())["model"]
+    assert recorded["pretrained"] == str(tmp_path / "net.pth")

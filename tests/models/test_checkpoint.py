@@ -144,3 +144,59 @@ def test_convert_official(tmp_path):
         vqsa.convert_official(state, backbone="tv:resnet50")
     with pytest.raises(ValueError, match="official"):
         vqsa.convert_official({"fc.weight": torch.zeros(2, 2)})
+
+
+def _imagenet_normalised(x):
+    return (x - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+
+
+def test_pretrained_from_a_torchvision_weights_file(tmp_path):
+    """Offline machines: ``pretrained=FILE`` loads the network's own weights (as torchvision saves them); its head is
+    kept when it has num_classes outputs (a fine-tuned file too), else a new one is built, as timm does."""
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18().eval()
+    torch.save(net.state_dict(), tmp_path / "r18.pth")
+    x = torch.rand(2, 3, 64, 64)
+    same = vqsa.create_model("tv:resnet18", 1000, vq=False, pretrained=tmp_path / "r18.pth").eval()
+    torch.testing.assert_close(same(x), net(_imagenet_normalised(x)))
+    vq10 = vqsa.create_model("tv:resnet18", 10, codebook_size=8, pretrained=str(tmp_path / "r18.pth"))
+    assert torch.equal(vq10.backbone.body.layer4[1].conv2.weight, net.layer4[1].conv2.weight)
+    assert vq10.fc.out_features == 10
+    tuned = torchvision.models.resnet18(num_classes=10)
+    torch.save(tuned.state_dict(), tmp_path / "tuned.pth")
+    assert torch.equal(vqsa.create_model("tv:resnet18", 10, vq=False, pretrained=tmp_path / "tuned.pth").fc.weight,
+                       tuned.fc.weight)
+
+
+def test_pretrained_from_a_timm_safetensors_file(tmp_path):
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    net = timm.create_model("resnet10t", num_classes=1000).eval()
+    save_file(net.state_dict(), tmp_path / "r10t.safetensors")
+    model = vqsa.create_model("resnet10t", 1000, vq=False, pretrained=tmp_path / "r10t.safetensors").eval()
+    x = torch.rand(2, 3, 64, 64)
+    torch.testing.assert_close(model(x), net(_imagenet_normalised(x)))
+
+
+def test_pretrained_file_of_another_network_or_a_vqsa_model_is_refused(trained, tmp_path):
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    with pytest.raises(ValueError, match=r"not weights of 'tv:resnet34': \d+ missing keys \[layer1.2"):
+        vqsa.create_model("tv:resnet34", 10, pretrained=tmp_path / "r18.pth")
+    vqsa.save_model(trained, tmp_path / "vqsa.safetensors")
+    with pytest.raises(ValueError, match="it is a vqsa model: use vqsa.load_model"):
+        vqsa.create_model(trained.model_config["name"], 10, pretrained=tmp_path / "vqsa.safetensors")
+    with pytest.raises(TypeError, match="pretrained must be"):
+        vqsa.create_model("tv:resnet18", 10, pretrained=1)
+
+
+def test_load_checkpoint_of_the_bare_network_points_to_pretrained_file(tmp_path):
+    """It loaded nothing under strict=False, silently; now it says so, and where the file belongs."""
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
+    model = vqsa.create_model("tv:resnet18", 1000, vq=False)
+    with pytest.raises(ValueError, match=r"pretrained=FILE"):
+        vqsa.load_checkpoint(model, tmp_path / "r18.pth")
+    with pytest.warns(UserWarning, match="nothing loaded"):
+        vqsa.load_checkpoint(model, tmp_path / "r18.pth", strict=False)
+    with pytest.raises(ValueError, match="--model NAME --pretrained PATH"):
+        vqsa.load_model(tmp_path / "r18.pth")

@@ -307,3 +307,22 @@ def test_a_copied_run_resumes_in_its_own_folder(tmp_path, capsys, monkeypatch):
     assert (first / "runs" / "orig" / "checkpoint_last.pt").read_bytes() == original
     assert main(["train", "--resume", "runs/orig", "--name", "fork", "--epochs", "3"]) == 1
     assert "runs/fork already holds a training checkpoint" in capsys.readouterr().err
+
+
+def test_pretrained_weights_file_starts_the_run_and_is_not_needed_to_resume(tmp_path):
+    """``model.pretrained: FILE`` (offline weights) seeds the backbone; a resume takes the checkpoint's weights and
+    must not need the file again."""
+    from vqsa.models._registry import vqsa_backbone
+
+    torch.manual_seed(3)
+    net = vqsa_backbone("cifar_resnet8")(num_classes=10)
+    torch.save(net.state_dict(), tmp_path / "net.pth")
+    args = tiny_args(tmp_path, "pre", 1, **{"eval.enabled": "false", "model.pretrained": str(tmp_path / "net.pth")})
+    cfg = load_config(None, args)
+    assert cfg.model.pretrained == str(tmp_path / "net.pth")
+    trainer = Trainer(cfg)
+    assert torch.equal(trainer.model.backbone.model.conv1.weight, net.conv1.weight)  # loaded, not yet trained
+    trainer.fit()
+    (tmp_path / "net.pth").unlink()
+    assert main(["train", "--resume", str(tmp_path / "pre"), "--epochs", "2"]) == 0
+    assert load_training_checkpoint(tmp_path / "pre" / "checkpoint_last.pt")["epoch"] == 2

@@ -26,7 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="run folder, model.safetensors or training checkpoint .pt")
     src.add_argument("--model", help="model name for vqsa.create_model(..., vq=False), e.g. tv:resnet50, resnet50")
-    g.add_argument("--pretrained", action="store_true", help="with --model: load its pretrained weights")
+    g.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="FILE",
+                   help="with --model: load its pretrained weights (torchvision / timm), or those of FILE (a weights "
+                   "file of that network, .pth or .safetensors)")
     g.add_argument("--num-classes", type=int, default=None, help="with --model: classes (default: the dataset's)")
     d = p.add_argument_group("data")
     d.add_argument("--dataset", required=True, choices=DATASETS)

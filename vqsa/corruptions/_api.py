@@ -129,8 +129,9 @@ def corrupt(image: np.ndarray, severity: int = 1, corruption_name: str | None = 
             (Tiny-ImageNet-C, 64 px) or "auto" (by min(H, W): <= 40 cifar, <= 80 tinyimagenet, else imagenet).
 
     Returns:
-        A new uint8 array (C-contiguous, writable) of the input's shape: the corrupted image, clipped to [0, 255] and
-        truncated like the reference. (imagecorruptions documents "same shape as input" but returns (H, W, 3) for grey input.)
+        A new uint8 array (C-contiguous, writable) of the input's shape: the corrupted image, clipped to [0, 255]
+        and truncated like the reference. (imagecorruptions documents "same shape as input" but returns (H, W, 3)
+        for grey input.)
     """
     name = _resolve_name(corruption_name, corruption_number)
     if not isinstance(severity, numbers.Integral) or isinstance(severity, bool):

@@ -6,6 +6,7 @@ The backbone's own classifier is split off by :func:`build_backbone` so that the
 """
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from typing import Any
 
@@ -103,34 +104,75 @@ def _apply_cifar_stem(model: nn.Module, name: str) -> None:
 def _wrap_pretrained_error(name: str, e: Exception) -> RuntimeError:
     return RuntimeError(
         f"could not load pretrained weights for {name!r} ({type(e).__name__}: {e}). Without network access, put "
-        "the weights in the torch hub / Hugging Face cache first, or build with pretrained=False and use "
-        "vqsa.load_checkpoint(model, path)."
+        "the weights in the torch hub / Hugging Face cache first, or pass the weights file: pretrained='FILE' "
+        "(a torchvision / timm state dict, .pth or .safetensors)."
     )
 
 
+def _own_classifier(model: nn.Module, name: str) -> nn.Module:
+    return model.fc if name.startswith(TV_PREFIX) else model.get_classifier()
+
+
+def load_backbone_file(model: nn.Module, path: str | os.PathLike, name: str) -> None:
+    """Load a torchvision / timm weights file of the whole classifier network ``name`` into ``model`` (built
+    without weights). Its classifier is loaded when its shape fits and left as built otherwise, as timm does for
+    another ``num_classes``; every other weight must be there with its shape (ValueError naming the keys)."""
+    from .checkpoint import read_checkpoint
+
+    state, _ = read_checkpoint(path)
+    own = model.state_dict()
+    clf = _own_classifier(model, name)
+    head = next((n + "." for n, m in model.named_modules() if m is clf and n), None)
+    is_head = (lambda k: False) if head is None else (lambda k: k.startswith(head))
+    state = {k: v for k, v in state.items() if not (is_head(k) and (k not in own or own[k].shape != v.shape))}
+    missing = sorted(k for k in own.keys() - state.keys() if not is_head(k))
+    unexpected = sorted(state.keys() - own.keys())
+    if missing or unexpected:
+        hint = (" (it is a vqsa model: use vqsa.load_model or --checkpoint)"
+                if any(k.startswith(("backbone.", "vq.")) for k in unexpected) else "")
+        raise ValueError(f"{path}: not weights of {name!r}{hint}: {len(missing)} missing keys {_brief(missing)}, "
+                         f"{len(unexpected)} unexpected keys {_brief(unexpected)}")
+    bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if own[k].shape != v.shape]
+    if bad:
+        raise ValueError(f"{path}: weight shapes differ from {name!r}: {', '.join(bad[:4])}")
+    model.load_state_dict(state, strict=False)
+
+
+def _brief(keys: list[str], n: int = 4) -> str:
+    return "[" + ", ".join(keys[:n]) + (", ..." if len(keys) > n else "") + "]"
+
+
 def build_backbone(
-    name: str, num_classes: int, *, pretrained: bool = False, cifar_stem: bool = False, **kwargs: Any
+    name: str, num_classes: int, *, pretrained: bool | str | os.PathLike = False, cifar_stem: bool = False,
+    **kwargs: Any,
 ) -> tuple[nn.Module, nn.Module]:
     """Build backbone ``name`` and return ``(adapter, classifier)``.
 
-    The classifier is the backbone's own ``d -> num_classes`` layer (pretrained when ``pretrained`` and
-    ``num_classes`` matches the weights; new otherwise), or ``nn.Identity`` when ``num_classes`` is 0.
+    ``pretrained``: True for the hub's weights (torchvision / timm), or the path of a weights file of the same
+    network (:func:`load_backbone_file`). The classifier is the backbone's own ``d -> num_classes`` layer (pretrained
+    when the weights have ``num_classes`` outputs; new otherwise), or ``nn.Identity`` when ``num_classes`` is 0.
     """
+    weights_file = None if isinstance(pretrained, bool) else pretrained
+    hub = pretrained is True
     entry = vqsa_backbone(name)
     if name.startswith(TV_PREFIX):
-        model = _build_torchvision(name, pretrained, **kwargs)
+        if weights_file is not None and num_classes:  # a fine-tuned file's own head loads when it has num_classes
+            kwargs = {**kwargs, "num_classes": num_classes}
+        model = _build_torchvision(name, hub, **kwargs)
     elif entry is not None:
-        model = entry(pretrained=pretrained, num_classes=num_classes, **kwargs)
+        model = entry(pretrained=hub, num_classes=num_classes, **kwargs)
     else:
-        model = _build_timm(name, num_classes, pretrained, **kwargs)
+        model = _build_timm(name, num_classes, hub, **kwargs)
+    if weights_file is not None:
+        load_backbone_file(model, weights_file, name)
     if cifar_stem:
         _apply_cifar_stem(model, name)
 
     if name.startswith(TV_PREFIX):
-        fc = model.fc
+        fc = _own_classifier(model, name)
         adapter: nn.Module = TorchvisionBackbone(model)
     else:
-        fc = model.get_classifier()
+        fc = _own_classifier(model, name)
         model.reset_classifier(0)
         adapter = TimmLikeBackbone(model)
     d = adapter.num_features

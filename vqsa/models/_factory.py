@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from vqsa.layers import FUSION_MODES, VectorQuantizer
@@ -22,7 +23,7 @@ def create_model(
     name: str,
     num_classes: int = 1000,
     *,
-    pretrained: bool = False,
+    pretrained: bool | str | os.PathLike = False,
     codebook_size: int | None = None,
     fusion: str | None = None,
     attention: bool | None = None,
@@ -38,7 +39,10 @@ def create_model(
         name: a timm model name (``"resnet50"``), a torchvision name with the ``tv:`` prefix (``"tv:resnet50"``,
             ``"tv:resnext101_32x8d"``) or one of vqsa's small backbones (``"cifar_resnet20"``); see ``list_models``.
         num_classes: classifier outputs; 0 builds no final layer (``model(x)`` returns the d-dim pre-logits).
-        pretrained: load the backbone's pretrained weights (timm / torchvision); RuntimeError when unavailable.
+        pretrained: True loads the backbone's pretrained weights from torchvision / timm (RuntimeError when
+            unavailable); a path loads them from a weights file of that network instead (a torchvision or timm
+            state dict, ``.pth`` or ``.safetensors``: offline machines). Its classifier is kept when it has
+            ``num_classes`` outputs.
         codebook_size: number of codes n (default 10000, the paper's value).
         fusion: ``"replace"``, ``"add"`` or ``"concat"`` (default) with a codebook; ``"none"`` without.
         attention: the two-token self-attention of Eq. 8 (default: True for concat, False otherwise; needs concat).
@@ -69,6 +73,8 @@ def create_model(
         raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
     if not isinstance(vq, bool):
         raise TypeError(f"vq must be a bool, got {vq!r}")
+    if not isinstance(pretrained, (bool, str, os.PathLike)):
+        raise TypeError(f"pretrained must be True/False or a weights file path, got {pretrained!r}")
     vq_opts = {k: kwargs.pop(k) for k in _VQ_OPTIONS if k in kwargs}
     if codebook_preset is not None:
         if not vq:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -162,11 +163,16 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], strict: bo
         raise ValueError(f"{source}: weight shapes differ from the model (wrong architecture?): {detail}")
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    if strict and (missing or unexpected):
-        raise ValueError(
-            f"{source}: checkpoint does not match the model architecture: "
-            f"{len(missing)} missing keys {_brief(missing)}, {len(unexpected)} unexpected keys {_brief(unexpected)}"
-        )
+    matched = {k for k in set(own) & set(state) if not k.startswith("fc.")}  # the classifier alone is not a model
+    if (strict and (missing or unexpected)) or not matched:
+        bare = any(f"{p}{k}" in own for k in unexpected for p in ("backbone.body.", "backbone.model."))
+        hint = ("; it holds the backbone network's own weights (torchvision / timm): build the model with "
+                "vqsa.create_model(name, ..., pretrained=FILE) instead" if bare else "")
+        message = (f"{source}: checkpoint does not match the model architecture: {len(missing)} missing keys "
+                   f"{_brief(missing)}, {len(unexpected)} unexpected keys {_brief(unexpected)}{hint}")
+        if strict:
+            raise ValueError(message)
+        warnings.warn(f"nothing loaded: {message}", stacklevel=3)
     return model.load_state_dict(state, strict=strict)
 
 
@@ -194,8 +200,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> n
     state, config = read_checkpoint(path)
     if config is None:
         raise ValueError(
-            f"{path}: no model_config stored; build the model with vqsa.create_model(...) and use "
-            "vqsa.load_checkpoint(model, path)"
+            f"{path}: no model_config stored, so the architecture is unknown. A vqsa model's weights: build it with "
+            "vqsa.create_model(...) and use vqsa.load_checkpoint(model, path). A torchvision / timm network's own "
+            "weights: vqsa.create_model(name, ..., pretrained=path), or vqsa evaluate --model NAME --pretrained PATH"
         )
     model = create_model(**{**config, "pretrained": False})
     load_state_dict(model, state, strict=True, source=str(path))

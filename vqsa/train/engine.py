@@ -74,13 +74,15 @@ class ResumableSampler(DistributedSampler):
         return self.num_samples - self.start
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
-    """``vqsa.create_model`` with the config's model section (``num_classes: null`` -> the dataset's)."""
+def build_model(cfg: TrainConfig, num_classes: int, *, resuming: bool = False) -> nn.Module:
+    """``vqsa.create_model`` with the config's model section (``num_classes: null`` -> the dataset's). A resumed run
+    does not load pretrained weights: the checkpoint's replace them (and the file or network may be gone)."""
     from vqsa.models import create_model
 
     m = cfg.model
     return create_model(
-        m.name, num_classes=m.num_classes or num_classes, pretrained=m.pretrained, codebook_size=m.codebook_size,
+        m.name, num_classes=m.num_classes or num_classes, pretrained=False if resuming else m.pretrained,
+        codebook_size=m.codebook_size,
         fusion=m.fusion, attention=m.attention, vq=m.vq, distance=m.distance, commitment_weight=m.commitment_weight,
         **m.kwargs,
     )
@@ -148,7 +150,9 @@ class Trainer:
         self._device_corrupt = self._device_corruption() if cfg.corruption.corrupt_on == "device" else None
 
         torch.manual_seed(cfg.seed)
-        self.model = model if model is not None else build_model(cfg, len(self.data.classes))
+        if model is None:
+            model = build_model(cfg, len(self.data.classes), resuming=ckpt is not None)
+        self.model = model
         self.model_config = getattr(self.model, "model_config", None)
         if not isinstance(self.model_config, dict):
             raise TypeError("the model needs a `model_config` dict (create_model sets it) to be checkpointed")
