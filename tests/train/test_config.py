@@ -44,6 +44,8 @@ def test_defaults_overrides_and_yaml_round_trip(tmp_path):
         ("zzz: 3\n", ValueError, "'zzz'; valid top-level keys: name, .*; sections: model, data, corruption, optim, eval"),
         ("epochs: three\n", TypeError, "'epochs' expects an integer"),
         ("epochs: 0\n", ValueError, "'epochs' must be > 0"),
+        ("eval: {n_examples: 0}\n", ValueError, "'eval.n_examples' must be > 0 or null; got 0"),  # before training
+        ("model: {num_classes: -1}\n", ValueError, "'model.num_classes' must be > 0 or null"),
         ("model: {fusion: multiply}\n", ValueError, "'model.fusion' must be one of null, replace, add, concat"),
         ("corruption: {severities: [0, 6]}\n", ValueError, "severities in 1..5"),
         ("corruption: {clean_fraction: 2}\n", ValueError, "clean_fraction"),

@@ -326,3 +326,13 @@ def test_pretrained_weights_file_starts_the_run_and_is_not_needed_to_resume(tmp_
     (tmp_path / "net.pth").unlink()
     assert main(["train", "--resume", str(tmp_path / "pre"), "--epochs", "2"]) == 0
     assert load_training_checkpoint(tmp_path / "pre" / "checkpoint_last.pt")["epoch"] == 2
+
+
+def test_model_outputs_are_checked_against_the_classes_before_training(tmp_path, capsys):
+    """Fewer outputs than classes failed with an IndexError traceback on the first batch holding a large label."""
+    assert main(["train", *tiny_args(tmp_path, "few", 1, **{"model.num_classes": "5"})]) == 1
+    assert "the model has 5 outputs but the dataset has 10 classes; set model.num_classes to 10 or null" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "few" / "checkpoint_last.pt").exists()
+    with pytest.warns(UserWarning, match="outputs 10..11 are never a target"):
+        Trainer(_cfg(tmp_path, "many", 1, **{"model.num_classes": "12"}))

@@ -169,6 +169,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.scheduler": ("cosine", "constant"),
 }
 _POSITIVE = ("epochs", "batch_size", "log_every", "eval.batch_size")
+_POSITIVE_OR_NULL = ("model.num_classes", "model.codebook_size", "data.img_size", "data.train_subset",
+                     "data.val_subset", "eval.n_examples")
 _NON_NEGATIVE = (
     "save_every", "data.workers", "eval.val_every", "optim.lr", "optim.weight_decay", "optim.warmup_epochs",
     "optim.min_lr", "optim.ce_weight", "optim.momentum", "optim.label_smoothing",
@@ -320,8 +322,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         bad = [s for s in flat[key] if not 1 <= s <= 5]
         if bad or not flat[key]:
             raise ValueError(f"config key {key!r} must list severities in 1..5; got {flat[key]!r}")
-    if cfg.model.codebook_size is not None and cfg.model.codebook_size <= 0:
-        raise ValueError(f"config key 'model.codebook_size' must be > 0; got {cfg.model.codebook_size!r}")
+    for key in _POSITIVE_OR_NULL:
+        if flat[key] is not None and flat[key] <= 0:
+            raise ValueError(f"config key {key!r} must be > 0 or null; got {flat[key]!r}")
     cf = cfg.corruption.clean_fraction
     if cf is not None and not 0.0 <= cf <= 1.0:
         raise ValueError(f"config key 'corruption.clean_fraction' must be in [0, 1] or null; got {cf!r}")

@@ -105,6 +105,18 @@ def _split_eval_corruptions(cfg: TrainConfig, train_c: tuple[str, ...]) -> tuple
     return [c for c in eval_c if c in train_c], [c for c in eval_c if c not in train_c]
 
 
+def _check_outputs(outputs: int | None, classes: int) -> None:
+    """Fewer outputs than classes fails on the first batch whose label is too large; more train logits that are
+    never a target."""
+    if outputs is None or outputs == classes:
+        return
+    if outputs < classes:
+        raise ValueError(f"the model has {outputs} outputs but the dataset has {classes} classes; set "
+                         f"model.num_classes to {classes} or null (the dataset's)")
+    warnings.warn(f"the model has {outputs} outputs but the dataset has {classes} classes: outputs {classes}.."
+                  f"{outputs - 1} are never a target", stacklevel=3)
+
+
 def _same_folder(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -156,6 +168,7 @@ class Trainer:
         self.model_config = getattr(self.model, "model_config", None)
         if not isinstance(self.model_config, dict):
             raise TypeError("the model needs a `model_config` dict (create_model sets it) to be checkpointed")
+        _check_outputs(self.model_config.get("num_classes"), len(self.data.classes))
         self.cuda = self.device.type == "cuda"
         self.model.to(self.device)
         if self.cuda and cfg.channels_last:
