@@ -336,3 +336,8 @@ def test_model_outputs_are_checked_against_the_classes_before_training(tmp_path,
     assert not (tmp_path / "few" / "checkpoint_last.pt").exists()
     with pytest.warns(UserWarning, match="outputs 10..11 are never a target"):
         Trainer(_cfg(tmp_path, "many", 1, **{"model.num_classes": "12"}))
+
+
+def test_amp_off_cuda_says_it_is_ignored(tmp_path):
+    with pytest.warns(UserWarning, match="amp is for CUDA: training on cpu runs in float32"):
+        Trainer(_cfg(tmp_path, "amp", 1, amp="true", device="cpu"))

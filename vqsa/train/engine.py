@@ -183,6 +183,9 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch, cfg.epochs)
         amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
+        if cfg.amp and not self.cuda and self.main:
+            warnings.warn(f"amp is for CUDA: training on {self.device.type} runs in float32 (and so does its final "
+                          "evaluation)", stacklevel=2)
         self.autocast = (
             (lambda: torch.autocast(self.device.type, dtype=amp_dtype)) if cfg.amp and self.cuda
             else contextlib.nullcontext
