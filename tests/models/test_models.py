@@ -37,7 +37,7 @@ def test_train_step_and_contract(name, side, kw, row):
     logits = model(x)
     assert isinstance(logits, torch.Tensor) and logits.shape == (4, 42) and torch.isfinite(logits).all()
     out = model(x, return_aux=True)
-    assert isinstance(out, VQSAOutput) and out.features.shape == (4, model.num_features)
+    assert isinstance(out, VQSAOutput) and out.features.shape == (4, model.head_hidden_size)
     assert out.aux_loss.ndim == 0
     if row == "finetune":
         assert model.vq is None and out.indices is None and out.quantized is None and out.losses == {}
@@ -89,15 +89,36 @@ def test_timm_interface():
     feats = model.forward_features(x)
     assert feats.ndim == 4 and feats.shape[1] == model.num_features
     pre = model.forward_head(feats, pre_logits=True)
-    assert pre.shape == (2, model.num_features)
+    assert pre.shape == (2, model.head_hidden_size)
     torch.testing.assert_close(model.fc(pre), model(x))
     model.reset_classifier(7)
     assert model(x).shape == (2, 7) and model.model_config["num_classes"] == 7
     model.reset_classifier(0)
-    assert model(x).shape == (2, model.num_features)
+    assert model(x).shape == (2, model.head_hidden_size)
     assert model.pretrained_cfg["mean"] == (0.0, 0.0, 0.0)  # timm's data config must not normalise again
     layer = model.cam_target_layers()[0]
     assert layer is model.backbone.model.layer3[-1]
+
+
+def test_timm_semantics_of_widths_pooling_decay_and_checkpointing():
+    """As timm: num_features is forward_features' width and head_hidden_size the pre-logits' (MobileNetV3's head
+    conv makes them differ), reset_classifier takes global_pool, no_weight_decay names the codebook."""
+    timm = pytest.importorskip("timm")
+    model = vqsa.create_model("mobilenetv3_small_100", 5, codebook_size=8).eval()
+    ref = timm.create_model("mobilenetv3_small_100")
+    x = torch.rand(1, 3, 64, 64)
+    assert (model.num_features, model.head_hidden_size) == (ref.num_features, ref.head_hidden_size) == (576, 1024)
+    assert model.forward_features(x).shape[1] == 576 and model.forward_head(model.forward_features(x),
+                                                                            pre_logits=True).shape == (1, 1024)
+    model.reset_classifier(3, "avg")
+    assert model(x).shape == (1, 3)
+    with pytest.raises(ValueError, match="pool by averaging"):
+        model.reset_classifier(3, "max")
+    assert "vq.codebook" in model.no_weight_decay()
+    model.set_grad_checkpointing()
+    assert model.backbone.model.grad_checkpointing
+    with pytest.raises(NotImplementedError, match="timm backbone"):
+        vqsa.create_model("tv:resnet18", 5, vq=False).set_grad_checkpointing()
 
 
 def test_timm_backbone_preprocessing_reaches_resolve_data_config():

@@ -49,7 +49,8 @@ class TimmLikeBackbone(_CamLayerMixin, nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
+        self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)  # d
+        self.map_channels = int(model.num_features)  # forward_features' channels (differ when the head has a conv)
         cfg = getattr(model, "pretrained_cfg", None) or {}
         self.mean = tuple(cfg.get("mean", IMAGENET_MEAN))
         self.std = tuple(cfg.get("std", IMAGENET_STD))

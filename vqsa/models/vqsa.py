@@ -79,7 +79,8 @@ class VQSAClassifier(nn.Module):
             raise ValueError(f"attention needs fusion='concat' (two tokens), got fusion={fusion!r}")
         d = backbone.num_features
         self.num_classes = num_classes
-        self.num_features = d
+        self.num_features = int(getattr(backbone, "map_channels", d))  # channels of forward_features, as timm
+        self.head_hidden_size = d  # width of the pooled feature z and of the pre-logits, as timm
         self.check_inputs = True
         self.normalize = InputNormalize(mean, std)
         self.backbone = backbone
@@ -120,15 +121,37 @@ class VQSAClassifier(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final ``d -> classes`` layer (0 removes it: ``model(x)`` then returns pre-logits)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the final ``d -> classes`` layer (0 removes it: ``model(x)`` then returns pre-logits).
+
+        ``global_pool`` (timm's signature) may only name the pooling the model has: ``"avg"`` (or None)."""
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
+        if global_pool not in (None, "avg"):
+            raise ValueError(f"global_pool={global_pool!r}: vqsa models pool by averaging (the codebook quantizes the "
+                             "pooled feature); pass None or 'avg'")
         device = next(self.parameters()).device
-        self.fc = nn.Linear(self.num_features, num_classes).to(device) if num_classes else nn.Identity()
+        self.fc = nn.Linear(self.head_hidden_size, num_classes).to(device) if num_classes else nn.Identity()
         self.num_classes = num_classes
         self.pretrained_cfg["num_classes"] = num_classes
         self._model_config["num_classes"] = num_classes
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names timm's ``create_optimizer_v2`` should not decay: the codebook (decay would pull the codes
+        to 0) and what the backbone itself names (timm also skips every 1-D parameter)."""
+        names = {f"vq.{n}" for n, _ in self.vq.named_parameters()} if self.vq is not None else set()
+        inner = getattr(self.backbone, "model", None)
+        if callable(getattr(inner, "no_weight_decay", None)):
+            names |= {f"backbone.model.{n}" for n in inner.no_weight_decay()}
+        return names
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Activation checkpointing in the backbone (timm's method); timm backbones only."""
+        inner = getattr(self.backbone, "model", None)
+        if not callable(getattr(inner, "set_grad_checkpointing", None)):
+            raise NotImplementedError(f"{type(self.backbone).__name__} has no gradient checkpointing; use a timm "
+                                      "backbone (e.g. 'resnet50' rather than 'tv:resnet50')")
+        inner.set_grad_checkpointing(enable)
 
     def cam_target_layers(self) -> list[nn.Module]:
         """The layers Grad-CAM should hook: the backbone's last block."""
