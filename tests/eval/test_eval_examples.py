@@ -129,6 +129,20 @@ def test_training_style_and_cli_style_examples_differ_and_compare_warns(tmp_path
         vqsa.evaluate(PixelOracle(10), full, indices=tmp_path / "t", **_quiet())
 
 
+def test_indices_from_reuses_the_recorded_seed_of_on_the_fly_corruptions(tmp_path):
+    """Repeating an evaluation's examples repeats its noise draws too: its seed is taken unless one is given, and
+    a different one warns (the counts then differ)."""
+    full = _array(30)
+    kw = _quiet(corruptions=["gaussian_noise"], severities=[5], profile="cifar")
+    first = vqsa.evaluate(PixelSum(), full, seed=3, **kw)
+    first.save(tmp_path / "r", plot=False)
+    again = vqsa.evaluate(PixelSum(), full, indices=tmp_path / "r", **kw)
+    assert again.data["seed"] == 3 and again.cells == first.cells
+    with pytest.warns(UserWarning, match="seed 0 differs from the seed 3 of .*drawn anew"):
+        other = vqsa.evaluate(PixelSum(), full, indices=tmp_path / "r", seed=0, **kw)
+    assert other.cells != first.cells
+
+
 def test_compare_warns_on_profile_n_and_severity_differences():
     from vqsa.eval.compare import comparability_warnings
 

@@ -48,7 +48,8 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
                    help="corrupt the clean set in memory instead of reading released files")
     d.add_argument("--released-only", dest="on_the_fly", action="store_false",
                    help="fail when the released corrupted set is missing (default: fall back to on-the-fly)")
-    d.add_argument("--seed", type=int, default=0, help="seed of on-the-fly corruption and of --limit")
+    d.add_argument("--seed", type=int, default=None,
+                   help="seed of on-the-fly corruption and of --limit (default: that of --indices-from, else 0)")
     d.add_argument("--profile", default="auto", choices=("auto", "imagenet", "cifar", "tinyimagenet"),
                    help="corruption parameter table for on-the-fly sets")
     d.add_argument("--jpeg-quality", type=int, default=None,

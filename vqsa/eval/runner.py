@@ -94,6 +94,19 @@ def _reference_size(plan: EvalPlan) -> int | None:
     return None if plan.reference_ids is None else len(plan.reference_ids)
 
 
+def _seed_for(seed: int | None, indices: object) -> int:
+    """``seed``, or the one recorded by the evaluation whose examples are repeated (else 0); a warning when an
+    explicit seed differs from it for on-the-fly corruptions (other noise draws, other numbers)."""
+    recorded = indices.data.get("seed") if isinstance(indices, EvalResults) else None
+    if seed is None:
+        return 0 if recorded is None else int(recorded)
+    if recorded is not None and int(recorded) != seed and indices.data.get("on_the_fly"):
+        warnings.warn(f"seed {seed} differs from the seed {recorded} of {indices.label()}: its on-the-fly "
+                      "corruptions are drawn anew, so the numbers will differ (omit the seed to reuse it)",
+                      stacklevel=3)
+    return seed
+
+
 def select_examples(
     plan: EvalPlan, limit: int | None = None, seed: int = 0,
     indices: Sequence[int] | np.ndarray | EvalResults | str | os.PathLike | None = None,
@@ -259,7 +272,7 @@ def evaluate(
     limit: int | None = None,
     indices: Sequence[int] | np.ndarray | EvalResults | str | os.PathLike | None = None,
     on_the_fly: bool | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     profile: str = "auto",
     jpeg_quality: int | None = None,
     allow_missing: bool = False,
@@ -291,7 +304,9 @@ def evaluate(
             results.json path whose examples to evaluate again (``vqsa evaluate --indices-from``; their fingerprint
             is checked). With ``limit`` too, a seeded random subset of them. The evaluated examples are recorded in
             ``results.data["examples"]`` (indices and a fingerprint of the example set).
-        on_the_fly / seed / profile / jpeg_quality: see :func:`vqsa.eval.datasets.build_plan`.
+        on_the_fly / seed / profile / jpeg_quality: see :func:`vqsa.eval.datasets.build_plan`. ``seed`` None is the
+            seed recorded in ``indices``' results when they come from an evaluation, else 0, so that evaluating the
+            same examples again also draws the same on-the-fly corruptions.
         allow_missing: skip missing released cells (recorded in ``results.skipped``) instead of raising.
         device: where the model runs (an ``nn.Module`` is moved there); default: the model's device.
         train_corruptions: corruptions the model was trained on; overlap with the evaluated ones warns and is recorded.
@@ -309,6 +324,9 @@ def evaluate(
         model = model.module  # DDP's forward may broadcast buffers: a collective that uneven shards would deadlock
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(indices, (str, os.PathLike)):
+        indices = EvalResults.from_json(indices)
+    seed = _seed_for(seed, indices)
     plan = build_plan(dataset, data_root, corruptions, severities, clean=clean, on_the_fly=on_the_fly, seed=seed,
                       profile=profile, jpeg_quality=jpeg_quality, allow_missing=allow_missing)
     train = resolve_corruptions(train_corruptions) if train_corruptions is not None else None
