@@ -121,6 +121,24 @@ def test_timm_semantics_of_widths_pooling_decay_and_checkpointing():
         vqsa.create_model("tv:resnet18", 5, vq=False).set_grad_checkpointing()
 
 
+def test_group_matcher_gives_timm_layer_decay_the_backbones_layers():
+    """Without it timm's layer decay put every parameter in one layer. torchvision and timm ResNet-18 group alike
+    (stem, 8 blocks); the codebook and classifier form the last group (full learning rate)."""
+    pytest.importorskip("timm")
+    from timm.models import group_parameters
+    from timm.optim import create_optimizer_v2
+
+    for name in ("tv:resnet18", "resnet18"):
+        model = vqsa.create_model(name, 10, codebook_size=8)
+        layers = group_parameters(model, model.group_matcher(), reverse=True)
+        body = "backbone.body." if name.startswith("tv:") else "backbone.model."
+        assert layers[body + "conv1.weight"] == 0 and layers[body + "layer1.1.conv2.weight"] == 2
+        assert layers["vq.codebook"] == layers["fc.weight"] == layers["attn.qkv.weight"] == 9
+        assert max(group_parameters(model, model.group_matcher(coarse=True), reverse=True).values()) == 5
+        opt = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05, layer_decay=0.5)
+        assert sorted({g["lr_scale"] for g in opt.param_groups})[::9] == [0.5**9, 1.0]
+
+
 def test_timm_backbone_preprocessing_reaches_resolve_data_config():
     from timm.data import resolve_data_config
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +145,26 @@ class VQSAClassifier(nn.Module):
         if callable(getattr(inner, "no_weight_decay", None)):
             names |= {f"backbone.model.{n}" for n in inner.no_weight_decay()}
         return names
+
+    def group_matcher(self, coarse: bool = False) -> Callable[[str], tuple[int, ...]]:
+        """timm's parameter grouping, for layer-wise lr decay (``create_optimizer_v2(model, layer_decay=...)``):
+        the backbone's own groups (timm's ``group_matcher``; stem / stages / blocks for ResNet-style torchvision and
+        vqsa backbones), then the codebook, fusion, attention and classifier as the last group."""
+        from timm.models import group_parameters
+
+        inner, prefix = ((self.backbone.model, "backbone.model.") if hasattr(self.backbone, "model")
+                         else (self.backbone.body, "backbone.body."))
+        if callable(getattr(inner, "group_matcher", None)):
+            spec = inner.group_matcher(coarse)
+        else:
+            spec = {"stem": r"^(?:conv1|bn1)\.", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
+        layer_of = group_parameters(inner, spec, reverse=True)
+        head = max(layer_of.values(), default=-1) + 1
+
+        def match(name: str) -> tuple[int, ...]:
+            return (layer_of.get(name[len(prefix):], head) if name.startswith(prefix) else head,)
+
+        return match
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Activation checkpointing in the backbone (timm's method); timm backbones only."""
