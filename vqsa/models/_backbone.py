@@ -118,7 +118,7 @@ def load_backbone_file(model: nn.Module, path: str | os.PathLike, name: str) -> 
     """Load a torchvision / timm weights file of the whole classifier network ``name`` into ``model`` (built
     without weights). Its classifier is loaded when its shape fits and left as built otherwise, as timm does for
     another ``num_classes``; every other weight must be there with its shape (ValueError naming the keys)."""
-    from .checkpoint import read_checkpoint
+    from .checkpoint import brief, read_checkpoint
 
     state, _ = read_checkpoint(path)
     own = model.state_dict()
@@ -131,16 +131,12 @@ def load_backbone_file(model: nn.Module, path: str | os.PathLike, name: str) -> 
     if missing or unexpected:
         hint = (" (it is a vqsa model: use vqsa.load_model or --checkpoint)"
                 if any(k.startswith(("backbone.", "vq.")) for k in unexpected) else "")
-        raise ValueError(f"{path}: not weights of {name!r}{hint}: {len(missing)} missing keys {_brief(missing)}, "
-                         f"{len(unexpected)} unexpected keys {_brief(unexpected)}")
+        raise ValueError(f"{path}: not weights of {name!r}{hint}: {len(missing)} missing keys {brief(missing)}, "
+                         f"{len(unexpected)} unexpected keys {brief(unexpected)}")
     bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if own[k].shape != v.shape]
     if bad:
         raise ValueError(f"{path}: weight shapes differ from {name!r}: {', '.join(bad[:4])}")
     model.load_state_dict(state, strict=False)
-
-
-def _brief(keys: list[str], n: int = 4) -> str:
-    return "[" + ", ".join(keys[:n]) + (", ..." if len(keys) > n else "") + "]"
 
 
 def build_backbone(

@@ -169,14 +169,15 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], strict: bo
         hint = ("; it holds the backbone network's own weights (torchvision / timm): build the model with "
                 "vqsa.create_model(name, ..., pretrained=FILE) instead" if bare else "")
         message = (f"{source}: checkpoint does not match the model architecture: {len(missing)} missing keys "
-                   f"{_brief(missing)}, {len(unexpected)} unexpected keys {_brief(unexpected)}{hint}")
+                   f"{brief(missing)}, {len(unexpected)} unexpected keys {brief(unexpected)}{hint}")
         if strict:
             raise ValueError(message)
         warnings.warn(f"nothing loaded: {message}", stacklevel=3)
     return model.load_state_dict(state, strict=strict)
 
 
-def _brief(keys: list[str], n: int = 4) -> str:
+def brief(keys: list[str], n: int = 4) -> str:
+    """The first ``n`` keys for an error message: ``[a, b, c, d, ...]``."""
     return "[" + ", ".join(keys[:n]) + (", ..." if len(keys) > n else "") + "]"
 
 
