@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from vqsa.cli.main import main
 from vqsa.train.checkpointing import load_training_checkpoint
 from vqsa.train.config import load_config
-from vqsa.train.engine import NonFiniteLossError, Trainer
+from vqsa.train.engine import NonFiniteLossError, Trainer, train
 
 FAST = "[gaussian_noise, impulse_noise, contrast, pixelate]"  # cheap at 32 px
 
@@ -307,6 +307,15 @@ def test_a_copied_run_resumes_in_its_own_folder(tmp_path, capsys, monkeypatch):
     assert (first / "runs" / "orig" / "checkpoint_last.pt").read_bytes() == original
     assert main(["train", "--resume", "runs/orig", "--name", "fork", "--epochs", "3"]) == 1
     assert "runs/fork already holds a training checkpoint" in capsys.readouterr().err
+    # a config file that names a run folder forks there too (it used to, and must not write into the resumed run)
+    (first / "b.yaml").write_text("name: from_config\noutput_dir: runs\nepochs: 2\n")
+    assert main(["train", "-c", "b.yaml", "--resume", "runs/orig", *tiny_args(Path("runs"), "x", 2)[4:]]) == 0
+    assert load_training_checkpoint(first / "runs" / "from_config" / "checkpoint_last.pt")["epoch"] == 2
+    assert (first / "runs" / "orig" / "checkpoint_last.pt").read_bytes() == original
+    # the Python API takes a run folder as well as a checkpoint file
+    train(_cfg(Path("runs"), "api", 3), resume=Path("runs/orig"))
+    assert load_training_checkpoint(first / "runs" / "api" / "checkpoint_last.pt")["epoch"] == 3
+    assert (first / "runs" / "orig" / "checkpoint_last.pt").read_bytes() == original
 
 
 def test_pretrained_weights_file_starts_the_run_and_is_not_needed_to_resume(tmp_path):

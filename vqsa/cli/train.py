@@ -114,23 +114,24 @@ def _parse_value(raw: str):
         return raw
 
 
-def _resume_source(resume: str | bool | None) -> Path | None:
-    if resume is None or resume is True:
-        return None
-    path = Path(resume)
-    return path / "checkpoint_last.pt" if path.is_dir() else path
-
-
 def _in_checkpoint_folder(cfg, ckpt_path: Path):
     """``cfg`` with ``output_dir``/``name`` naming the folder that holds ``ckpt_path``: a run resumed from a path
     continues where its checkpoint is (a copied or moved run, a job started from another directory), not in the
-    folder recorded in the checkpoint. An explicit ``--name`` or ``--output_dir`` continues it elsewhere instead."""
+    folder recorded in the checkpoint."""
     folder = Path(os.path.abspath(ckpt_path)).parent
     return dataclasses.replace(cfg, output_dir=str(folder.parent), name=folder.name)
 
 
+def _names_run_folder(config: str | None, overrides: dict) -> bool:
+    """Whether the command line or the ``-c`` file sets ``name`` or ``output_dir`` (then a resume forks there)."""
+    keys = set(overrides)
+    if config is not None:
+        keys |= set(load_yaml(Path(config).read_text()) or {})  # already read and checked by load_config
+    return bool({"name", "output_dir"} & keys)
+
+
 def run(args: argparse.Namespace) -> int:
-    from vqsa.train.checkpointing import load_training_checkpoint
+    from vqsa.train.checkpointing import load_training_checkpoint, resume_path
     from vqsa.train.engine import NonFiniteLossError, train
 
     overrides = _overrides(args)
@@ -140,12 +141,12 @@ def run(args: argparse.Namespace) -> int:
             parser.print_usage(sys.stderr)
         print(f"vqsa train: error: {_BARE_HINT}", file=sys.stderr)
         return 2
-    ckpt_path = _resume_source(args.resume)
+    ckpt_path = None if args.resume in (None, True) else resume_path(args.resume)
     if args.config is None and ckpt_path is not None:
         cfg = load_config(None, overrides, base=load_training_checkpoint(ckpt_path)["config"])
     else:
         cfg = load_config(args.config, overrides)
-    if ckpt_path is not None and not {"name", "output_dir"} & overrides.keys():
+    if ckpt_path is not None and not _names_run_folder(args.config, overrides):
         cfg = _in_checkpoint_folder(cfg, ckpt_path)
     if args.print_config:
         sys.stdout.write(to_yaml(cfg))

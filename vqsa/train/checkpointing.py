@@ -80,6 +80,12 @@ def load_module_runtime_state(model: torch.nn.Module, state: dict[str, torch.Ten
             raise ValueError(f"checkpoint runtime state {key!r} does not match the model")
 
 
+def resume_path(resume: str | os.PathLike) -> Path:
+    """The checkpoint a ``--resume`` argument names: a run folder's ``checkpoint_last.pt``, or the file itself."""
+    path = Path(resume)
+    return path / CHECKPOINT_NAME if path.is_dir() else path
+
+
 def save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
     """Write a training checkpoint atomically: the given entries plus ``versions`` and the RNG states."""
     missing = [k for k in _REQUIRED if k not in state and k != "rng"]

@@ -35,6 +35,7 @@ from .checkpointing import (
     load_module_runtime_state,
     load_training_checkpoint,
     module_runtime_state,
+    resume_path,
     save_checkpoint,
     set_rng_state,
 )
@@ -132,7 +133,9 @@ class Trainer:
         model: a model with the VQSA forward contract (``model(x, return_aux=True)`` -> ``.logits``, ``.aux_loss``)
             and a ``model_config`` dict; built from ``cfg.model`` when None.
         data: the sources; built from ``cfg.data`` when None.
-        resume: a checkpoint path, True for the run folder's ``checkpoint_last.pt``, or None for a fresh run.
+        resume: a checkpoint or a run folder (its ``checkpoint_last.pt``), True for this run folder's, or None for
+            a fresh run. A checkpoint from another folder continues in this run's folder (a fork), which must not
+            hold a checkpoint of its own.
     """
 
     def __init__(
@@ -144,7 +147,7 @@ class Trainer:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.main = self.rank == 0
         self.run_dir = cfg.run_dir()
-        ckpt_path = self.run_dir / CHECKPOINT_NAME if resume is True else (Path(resume) if resume else None)
+        ckpt_path = self.run_dir / CHECKPOINT_NAME if resume is True else (resume_path(resume) if resume else None)
         elsewhere = ckpt_path is not None and not _same_folder(ckpt_path.parent, self.run_dir)
         if (ckpt_path is None or elsewhere) and (self.run_dir / CHECKPOINT_NAME).exists():
             raise ValueError(
