@@ -125,8 +125,8 @@ def corrupt_batch(images: torch.Tensor, corruptions: object, severities: object 
             imagenet), as the CPU engine.
 
     Returns:
-        The corrupted batch, same shape, dtype and device, detached from autograd. uint8 output is clipped and
-        truncated like the reference; float output is the unquantised value / 255.
+        The corrupted batch, same shape, dtype and device. uint8 output is clipped and truncated like the
+        reference; float output is the unquantised value / 255.
     """
     _check_images(images)
     b, _, h, w = images.shape
@@ -137,13 +137,10 @@ def corrupt_batch(images: torch.Tensor, corruptions: object, severities: object 
     return corrupt_groups(images, names, sevs, _base_seed(generator, images.device), profile)
 
 
-@torch.no_grad()
 def corrupt_groups(images: torch.Tensor, names: list[str | None], severities: list[int], base: int,
                    profile: str) -> torch.Tensor:
     """Core of :func:`corrupt_batch` on validated input: one batched op per corruption (each image with its own
     severity), scattered back. ``names[i]`` is a corruption name or None (identity); ``base`` seeds the streams.
-    A data op: nothing is recorded for autograd (most corruptions quantise to 8 bits, so their gradients would be
-    zero or meaningless), and the output never requires grad.
 
     The corrupted images are gathered once, ordered by corruption, so that each op reads a contiguous slice; the
     results are converted and scattered back once. The dispatches around the ops do not grow with the number of
