@@ -162,6 +162,9 @@ def test_pretrained_from_a_torchvision_weights_file(tmp_path):
     vq10 = vqsa.create_model("tv:resnet18", 10, codebook_size=8, pretrained=str(tmp_path / "r18.pth"))
     assert torch.equal(vq10.backbone.body.layer4[1].conv2.weight, net.layer4[1].conv2.weight)
     assert vq10.fc.out_features == 10
+    old_style = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(old_style, tmp_path / "old.pth")  # files from before BatchNorm counted its batches
+    vqsa.create_model("tv:resnet18", 10, vq=False, pretrained=tmp_path / "old.pth")
     tuned = torchvision.models.resnet18(num_classes=10)
     torch.save(tuned.state_dict(), tmp_path / "tuned.pth")
     assert torch.equal(vqsa.create_model("tv:resnet18", 10, vq=False, pretrained=tmp_path / "tuned.pth").fc.weight,
@@ -177,6 +180,19 @@ def test_pretrained_from_a_timm_safetensors_file(tmp_path):
     model = vqsa.create_model("resnet10t", 1000, vq=False, pretrained=tmp_path / "r10t.safetensors").eval()
     x = torch.rand(2, 3, 64, 64)
     torch.testing.assert_close(model(x), net(_imagenet_normalised(x)))
+    # another num_classes: a new head, and still every backbone weight required (timm alone loads non-strictly)
+    ten = vqsa.create_model("resnet10t", 10, codebook_size=8, pretrained=tmp_path / "r10t.safetensors")
+    assert ten.fc.out_features == 10 and torch.equal(ten.backbone.model.conv1[0].weight, net.conv1[0].weight)
+    with pytest.raises(ValueError, match=r"not weights of 'resnet14t': \d+ missing keys \[layer1.0.conv3.weight, .*\d+ shapes differ"):
+        vqsa.create_model("resnet14t", 10, pretrained=tmp_path / "r10t.safetensors")
+    # timm's checkpoint filter runs: position embeddings resampled to another image size
+    vit = timm.create_model("vit_tiny_patch16_224")
+    save_file(vit.state_dict(), tmp_path / "vit.safetensors")
+    small = vqsa.create_model("vit_tiny_patch16_224", 10, codebook_size=8, img_size=64,
+                              pretrained=tmp_path / "vit.safetensors")
+    assert small.backbone.model.pos_embed.shape == (1, 17, 192)
+    assert "state_dict" not in small.backbone.model.pretrained_cfg  # no second copy of the weights kept
+    assert torch.equal(small.backbone.model.blocks[0].attn.qkv.weight, vit.blocks[0].attn.qkv.weight)
 
 
 def test_pretrained_file_of_another_network_or_a_vqsa_model_is_refused(trained, tmp_path):

@@ -7,6 +7,7 @@ The backbone's own classifier is split off by :func:`build_backbone` so that the
 from __future__ import annotations
 
 import os
+import re
 from collections import OrderedDict
 from typing import Any
 
@@ -114,19 +115,27 @@ def _own_classifier(model: nn.Module, name: str) -> nn.Module:
     return model.fc if name.startswith(TV_PREFIX) else model.get_classifier()
 
 
-def load_backbone_file(model: nn.Module, path: str | os.PathLike, name: str) -> None:
-    """Load a torchvision / timm weights file of the whole classifier network ``name`` into ``model`` (built
-    without weights). Its classifier is loaded when its shape fits and left as built otherwise, as timm does for
-    another ``num_classes``; every other weight must be there with its shape (ValueError naming the keys)."""
-    from .checkpoint import brief, read_checkpoint
+def _read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A weights file read without unpickling (safetensors, or ``torch.load(weights_only=True)``)."""
+    from .checkpoint import read_checkpoint
 
-    state, _ = read_checkpoint(path)
+    return read_checkpoint(path)[0]
+
+
+def load_backbone_file(model: nn.Module, path: str | os.PathLike, name: str) -> None:
+    """Load a torchvision / vqsa weights file of the whole classifier network ``name`` into ``model`` (built
+    without weights). Its classifier is loaded when its shape fits and left as built otherwise, as timm does for
+    another ``num_classes``; every other weight must be there with its shape (ValueError naming the keys), except
+    BatchNorm's ``num_batches_tracked`` counters, which older files lack and torch's own loading tolerates."""
+    from .checkpoint import brief
+
+    state = _read_weights(path)
     own = model.state_dict()
     clf = _own_classifier(model, name)
     head = next((n + "." for n, m in model.named_modules() if m is clf and n), None)
     is_head = (lambda k: False) if head is None else (lambda k: k.startswith(head))
     state = {k: v for k, v in state.items() if not (is_head(k) and (k not in own or own[k].shape != v.shape))}
-    missing = sorted(k for k in own.keys() - state.keys() if not is_head(k))
+    missing = sorted(k for k in own.keys() - state.keys() if not is_head(k) and not k.endswith("num_batches_tracked"))
     unexpected = sorted(state.keys() - own.keys())
     if missing or unexpected:
         hint = (" (it is a vqsa model: use vqsa.load_model or --checkpoint)"
@@ -159,8 +168,8 @@ def build_backbone(
     elif entry is not None:
         model = entry(pretrained=hub, num_classes=num_classes, **kwargs)
     else:
-        model = _build_timm(name, num_classes, hub, **kwargs)
-    if weights_file is not None:
+        model = _build_timm(name, num_classes, hub, weights_file, **kwargs)
+    if weights_file is not None and not getattr(model, "_vqsa_weights_loaded", False):
         load_backbone_file(model, weights_file, name)
     if cifar_stem:
         _apply_cifar_stem(model, name)
@@ -201,11 +210,61 @@ def _build_torchvision(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
         raise _wrap_pretrained_error(name, e) from e
 
 
-def _build_timm(name: str, num_classes: int, pretrained: bool, **kwargs: Any) -> nn.Module:
+def _load_error_summary(message: str) -> str:
+    """torch's multi-line ``load_state_dict`` report in one line: key counts, a few names, the first shape clash."""
+    from .checkpoint import brief
+
+    parts, clashes = [], []
+    for line in (raw.strip() for raw in message.splitlines()):
+        for start, what in (("Missing key(s)", "missing"), ("Unexpected key(s)", "unexpected")):
+            if line.startswith(start):
+                keys = re.findall(r'"([^"]+)"', line)
+                parts.append(f"{len(keys)} {what} keys {brief(keys)}")
+        if line.startswith("size mismatch for "):
+            clashes.append(line[len("size mismatch for "):])
+    if clashes:
+        parts.append(f"{len(clashes)} shapes differ (first: {clashes[0]})")
+    return ", ".join(parts) or message.strip().splitlines()[-1]
+
+
+def _build_timm_from_file(name: str, num_classes: int, path: str | os.PathLike, **kwargs: Any) -> nn.Module:
+    """A timm model with the weights of ``path``, passed through timm's own pretrained loading (the model's
+    checkpoint filter: position embeddings resampled to another ``img_size``, the classifier dropped for another
+    ``num_classes``). The file is read here, without unpickling, whatever the timm version does."""
+    import timm
+    from timm.models._pretrained import PretrainedCfg
+
+    if "state_dict" not in PretrainedCfg.__dataclass_fields__:  # timm < 1.0: no state-dict source to filter
+        return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+    state = _read_weights(path)
+    # timm loads non-strictly when num_classes differs from the weights' (missing backbone keys would pass
+    # unnoticed): load with the file's own head, strictly, then replace the head
+    head = timm.models.get_pretrained_cfg_value(name, "classifier")
+    file_classes = state[f"{head}.weight"].shape[0] if isinstance(head, str) and f"{head}.weight" in state else None
+    try:
+        model = timm.create_model(name, pretrained=True, num_classes=file_classes or num_classes,
+                                  pretrained_cfg_overlay={"source": "", "state_dict": state}, **kwargs)
+    except RuntimeError as e:  # load_state_dict's key / shape report
+        hint = (" (it is a vqsa model: use vqsa.load_model or --checkpoint)"
+                if any(k.startswith(("backbone.", "vq.")) for k in state) else "")
+        raise ValueError(f"{path}: not weights of {name!r}{hint}: {_load_error_summary(str(e))}") from e
+    for cfg in {id(c): c for c in (getattr(model, "pretrained_cfg", None), getattr(model, "default_cfg", None))
+                if isinstance(c, dict)}.values():
+        cfg.pop("state_dict", None)  # it would keep a second copy of every weight alive
+    if file_classes is not None and file_classes != num_classes:
+        model.reset_classifier(num_classes)
+    model._vqsa_weights_loaded = True
+    return model
+
+
+def _build_timm(name: str, num_classes: int, pretrained: bool, weights_file: str | os.PathLike | None = None,
+                **kwargs: Any) -> nn.Module:
     import timm
 
     if not timm.is_model(name):
         raise ValueError(f"unknown backbone {name!r}{_suggest(name)}; see vqsa.list_models()")
+    if weights_file is not None:
+        return _build_timm_from_file(name, num_classes, weights_file, **kwargs)
     if not pretrained:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
     try:
