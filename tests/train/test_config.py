@@ -33,6 +33,12 @@ def test_defaults_overrides_and_yaml_round_trip(tmp_path):
     assert load_config(None, ["--corruption.severities", "1,2"]).corruption.severities == [1, 2]
 
 
+def test_zero_still_means_the_default_for_num_classes_and_img_size(tmp_path):
+    """Configs (and checkpoints) written with 0 for these keys keep loading."""
+    cfg = load_config(None, {"model.num_classes": 0, "data.img_size": 0})
+    assert cfg.model.num_classes == 0 and cfg.data.img_size == 0
+
+
 @pytest.mark.parametrize(
     "text, err, match",
     [
@@ -45,7 +51,9 @@ def test_defaults_overrides_and_yaml_round_trip(tmp_path):
         ("epochs: three\n", TypeError, "'epochs' expects an integer"),
         ("epochs: 0\n", ValueError, "'epochs' must be > 0"),
         ("eval: {n_examples: 0}\n", ValueError, "'eval.n_examples' must be > 0 or null; got 0"),  # before training
-        ("model: {num_classes: -1}\n", ValueError, "'model.num_classes' must be > 0 or null"),
+        ("model: {num_classes: -1}\n", ValueError, "'model.num_classes' must be >= 0 or null"),
+        ("model: {pretrained: 'false'}\n", ValueError, "'model.pretrained' must be true, false or the path"),
+        ("model: {pretrained: ''}\n", ValueError, "'model.pretrained' must be true, false or the path"),
         ("model: {fusion: multiply}\n", ValueError, "'model.fusion' must be one of null, replace, add, concat"),
         ("corruption: {severities: [0, 6]}\n", ValueError, "severities in 1..5"),
         ("corruption: {clean_fraction: 2}\n", ValueError, "clean_fraction"),

@@ -329,6 +329,8 @@ def test_pretrained_weights_file_starts_the_run_and_is_not_needed_to_resume(tmp_
     args = tiny_args(tmp_path, "pre", 1, **{"eval.enabled": "false", "model.pretrained": str(tmp_path / "net.pth")})
     cfg = load_config(None, args)
     assert cfg.model.pretrained == str(tmp_path / "net.pth")
+    with pytest.raises(FileNotFoundError, match="model.pretrained: no weights file at"):
+        Trainer(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=str(tmp_path / "no.pth"))))
     trainer = Trainer(cfg)
     assert torch.equal(trainer.model.backbone.model.conv1.weight, net.conv1.weight)  # loaded, not yet trained
     trainer.fit()

@@ -169,8 +169,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.scheduler": ("cosine", "constant"),
 }
 _POSITIVE = ("epochs", "batch_size", "log_every", "eval.batch_size")
-_POSITIVE_OR_NULL = ("model.num_classes", "model.codebook_size", "data.img_size", "data.train_subset",
-                     "data.val_subset", "eval.n_examples")
+_POSITIVE_OR_NULL = ("model.codebook_size", "data.train_subset", "data.val_subset", "eval.n_examples")
+_DEFAULT_IF_ZERO = ("model.num_classes", "data.img_size")  # 0 means null (the default), as it always has
+_BOOLEAN_WORDS = ("", "true", "false", "yes", "no", "on", "off", "none", "null")
 _NON_NEGATIVE = (
     "save_every", "data.workers", "eval.val_every", "optim.lr", "optim.weight_decay", "optim.warmup_epochs",
     "optim.min_lr", "optim.ce_weight", "optim.momentum", "optim.label_smoothing",
@@ -325,6 +326,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for key in _POSITIVE_OR_NULL:
         if flat[key] is not None and flat[key] <= 0:
             raise ValueError(f"config key {key!r} must be > 0 or null; got {flat[key]!r}")
+    for key in _DEFAULT_IF_ZERO:
+        if flat[key] is not None and flat[key] < 0:
+            raise ValueError(f"config key {key!r} must be >= 0 or null (0 and null: the default); got {flat[key]!r}")
+    pretrained = cfg.model.pretrained
+    if isinstance(pretrained, str) and pretrained.strip().lower() in _BOOLEAN_WORDS:
+        raise ValueError(f"config key 'model.pretrained' must be true, false or the path of a weights file; got the "
+                         f"string {pretrained!r} (unquote true/false)")
     cf = cfg.corruption.clean_fraction
     if cf is not None and not 0.0 <= cf <= 1.0:
         raise ValueError(f"config key 'corruption.clean_fraction' must be in [0, 1] or null; got {cf!r}")

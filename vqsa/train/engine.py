@@ -157,6 +157,9 @@ class Trainer:
         if elsewhere and self.main:
             print(f"resume: continuing {ckpt_path} in the run folder {self.run_dir}", file=sys.stderr)
         ckpt = load_training_checkpoint(ckpt_path) if ckpt_path else None
+        weights = cfg.model.pretrained
+        if model is None and ckpt is None and isinstance(weights, str) and not Path(weights).is_file():
+            raise FileNotFoundError(f"model.pretrained: no weights file at {weights!r}")  # before the data is read
 
         self.train_corruptions = resolve_corruptions(cfg.corruption.corruptions)
         self.known, self.unknown = _split_eval_corruptions(cfg, self.train_corruptions)
