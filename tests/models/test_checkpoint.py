@@ -203,7 +203,8 @@ def test_pretrained_file_of_another_network_or_a_vqsa_model_is_refused(trained, 
     with pytest.raises(ValueError, match="it is a vqsa model: use vqsa.load_model"):
         vqsa.create_model(trained.model_config["name"], 10, pretrained=tmp_path / "vqsa.safetensors")
     with pytest.raises(TypeError, match="pretrained must be"):
-        vqsa.create_model("tv:resnet18", 10, pretrained=1)
+        vqsa.create_model("tv:resnet18", 10, pretrained=2.0)
+    assert vqsa.create_model("tv:resnet18", 10, vq=False, pretrained=None).fc.out_features == 10  # None: False
 
 
 def test_load_checkpoint_of_the_bare_network_points_to_pretrained_file(tmp_path):

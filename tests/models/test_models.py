@@ -112,8 +112,12 @@ def test_timm_semantics_of_widths_pooling_decay_and_checkpointing():
                                                                             pre_logits=True).shape == (1, 1024)
     model.reset_classifier(3, "avg")
     assert model(x).shape == (1, 3)
-    with pytest.raises(ValueError, match="pool by averaging"):
+    with pytest.raises(ValueError, match="this model pools with 'avg'"):
         model.reset_classifier(3, "max")
+    vit = vqsa.create_model("vit_tiny_patch16_224", 5, codebook_size=8, img_size=32)
+    vit.reset_classifier(4, "token")
+    with pytest.raises(ValueError, match="this model pools with 'token'"):
+        vit.reset_classifier(4, "avg")  # accepted before, and silently kept token pooling
     assert "vq.codebook" in model.no_weight_decay()
     model.set_grad_checkpointing()
     assert model.backbone.model.grad_checkpointing
@@ -137,6 +141,23 @@ def test_group_matcher_gives_timm_layer_decay_the_backbones_layers():
         assert max(group_parameters(model, model.group_matcher(coarse=True), reverse=True).values()) == 5
         opt = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05, layer_decay=0.5)
         assert sorted({g["lr_scale"] for g in opt.param_groups})[::9] == [0.5**9, 1.0]
+    regnet = vqsa.create_model("tv:regnet_y_400mf", 10, vq=False)  # stem, 1 + 3 + 6 + 6 blocks, head
+    layers = group_parameters(regnet, regnet.group_matcher(), reverse=True)
+    assert layers["backbone.body.stem.0.weight"] == 0 and layers["fc.weight"] == 17
+
+
+def test_vqsa_train_does_not_decay_what_no_weight_decay_names():
+    """vqsa train's optimizer follows the model's no_weight_decay(), as timm's factory does (a ViT backbone's
+    position embedding and class token are 2-D / 3-D, so the 1-D rule alone decayed them)."""
+    from vqsa.train.config import OptimConfig
+    from vqsa.train.optim import build_optimizer
+
+    model = vqsa.create_model("vit_tiny_patch16_224", 5, codebook_size=8, img_size=32)
+    opt = build_optimizer(model, OptimConfig(name="adamw", weight_decay=0.05))
+    undecayed = {id(p) for g in opt.param_groups if g["weight_decay"] == 0 for p in g["params"]}
+    for name in ("backbone.model.pos_embed", "backbone.model.cls_token", "vq.codebook"):
+        assert id(model.get_parameter(name)) in undecayed, name
+    assert id(model.get_parameter("fc.weight")) not in undecayed
 
 
 def test_timm_backbone_preprocessing_reaches_resolve_data_config():

@@ -73,6 +73,8 @@ def create_model(
         raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
     if not isinstance(vq, bool):
         raise TypeError(f"vq must be a bool, got {vq!r}")
+    if pretrained is None or (isinstance(pretrained, int) and pretrained in (0, 1)):
+        pretrained = bool(pretrained)  # argparse-style None, and 0 / 1, as before paths were accepted
     if not isinstance(pretrained, (bool, str, os.PathLike)):
         raise TypeError(f"pretrained must be True/False or a weights file path, got {pretrained!r}")
     vq_opts = {k: kwargs.pop(k) for k in _VQ_OPTIONS if k in kwargs}

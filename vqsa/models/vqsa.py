@@ -125,17 +125,30 @@ class VQSAClassifier(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the final ``d -> classes`` layer (0 removes it: ``model(x)`` then returns pre-logits).
 
-        ``global_pool`` (timm's signature) may only name the pooling the model has: ``"avg"`` (or None)."""
+        ``global_pool`` (timm's signature) may only name the pooling the backbone has (or be None): the codebook was
+        fitted to the features that pooling gives."""
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
-        if global_pool not in (None, "avg"):
-            raise ValueError(f"global_pool={global_pool!r}: vqsa models pool by averaging (the codebook quantizes the "
-                             "pooled feature); pass None or 'avg'")
+        current = self._pool_type()
+        if global_pool not in (None, current):
+            raise ValueError(f"global_pool={global_pool!r}: this model pools with {current!r}, and vqsa models keep "
+                             f"their pooling (the codebook was fitted to its features); pass None or {current!r}")
         device = next(self.parameters()).device
         self.fc = nn.Linear(self.head_hidden_size, num_classes).to(device) if num_classes else nn.Identity()
         self.num_classes = num_classes
         self.pretrained_cfg["num_classes"] = num_classes
         self._model_config["num_classes"] = num_classes
+
+    def _pool_type(self) -> str:
+        """The backbone's global pooling as timm names it (``"avg"``, ``"token"``, ...); torchvision: ``"avg"``."""
+        inner = getattr(self.backbone, "model", None)
+        for holder in (inner, getattr(inner, "head", None)):
+            pool = getattr(holder, "global_pool", None)
+            if isinstance(pool, str):
+                return pool
+            if isinstance(getattr(pool, "pool_type", None), str):
+                return pool.pool_type
+        return "avg"
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names timm's ``create_optimizer_v2`` should not decay: the codebook (decay would pull the codes
@@ -148,8 +161,8 @@ class VQSAClassifier(nn.Module):
 
     def group_matcher(self, coarse: bool = False) -> Callable[[str], tuple[int, ...]]:
         """timm's parameter grouping, for layer-wise lr decay (``create_optimizer_v2(model, layer_decay=...)``):
-        the backbone's own groups (timm's ``group_matcher``; stem / stages / blocks for ResNet-style torchvision and
-        vqsa backbones), then the codebook, fusion, attention and classifier as the last group."""
+        the backbone's own groups (timm's ``group_matcher``; stem / stages / blocks for the torchvision ResNets and
+        RegNets and vqsa's CIFAR ResNets), then the codebook, fusion, attention and classifier as the last group."""
         from timm.models import group_parameters
 
         inner, prefix = ((self.backbone.model, "backbone.model.") if hasattr(self.backbone, "model")
@@ -157,7 +170,9 @@ class VQSAClassifier(nn.Module):
         if callable(getattr(inner, "group_matcher", None)):
             spec = inner.group_matcher(coarse)
         else:
-            spec = {"stem": r"^(?:conv1|bn1)\.", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
+            blocks = ([(r"^layer(\d+)", None), (r"^trunk_output\.block(\d+)", None)] if coarse else  # ResNet, RegNet
+                      [(r"^layer(\d+)\.(\d+)", None), (r"^trunk_output\.block(\d+)\.block\d+-(\d+)", None)])
+            spec = {"stem": r"^(?:conv1|bn1|stem)\.", "blocks": blocks}
         layer_of = group_parameters(inner, spec, reverse=True)
         head = max(layer_of.values(), default=-1) + 1
 

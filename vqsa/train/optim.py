@@ -10,12 +10,14 @@ from .config import OptimConfig
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    # No weight decay on biases, norm weights and the codebook (decaying the codebook would pull codes to 0).
+    """No weight decay on biases, norm weights, the codebook (decaying it would pull the codes to 0) and what the
+    model's ``no_weight_decay()`` names (e.g. a ViT backbone's position embeddings), as timm's optimizer factory."""
+    skip = model.no_weight_decay() if callable(getattr(model, "no_weight_decay", None)) else set()
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 or "codebook" in name else decay).append(p)
+        (no_decay if p.ndim <= 1 or "codebook" in name or name in skip else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

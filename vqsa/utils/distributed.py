@@ -76,7 +76,8 @@ def _objects_group() -> Any:
     """A gloo group over all ranks, with ``OBJECT_TIMEOUT``, for object collectives: host-side pickles stay in host
     memory (no device copies), and a long wait for rank 0 does not trip the default group's watchdog. Made on first
     use (every rank reaches it together, inside a collective) and remade for a new default group. The default group
-    when gloo is not built in."""
+    when gloo is not built in. Gloo connects the ranks over TCP: on clusters where the host name resolves to a
+    loopback address, set ``GLOO_SOCKET_IFNAME`` to the network interface (as for any gloo group)."""
     global _object_group
     world = dist.group.WORLD
     if not dist.is_gloo_available():
