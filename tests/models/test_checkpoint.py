@@ -185,6 +185,22 @@ def test_pretrained_from_a_timm_safetensors_file(tmp_path):
     assert ten.fc.out_features == 10 and torch.equal(ten.backbone.model.conv1[0].weight, net.conv1[0].weight)
     with pytest.raises(ValueError, match=r"not weights of 'resnet14t': \d+ missing keys \[layer1.0.conv3.weight, .*\d+ shapes differ"):
         vqsa.create_model("resnet14t", 10, pretrained=tmp_path / "r10t.safetensors")
+    # strict whatever the heads: a fine-tuned head is kept, a headless file or another network's is checked in full
+    tuned = timm.create_model("resnet10t", num_classes=10)
+    save_file(tuned.state_dict(), tmp_path / "tuned.safetensors")
+    kept = vqsa.create_model("resnet10t", 10, vq=False, pretrained=tmp_path / "tuned.safetensors")
+    assert torch.equal(kept.fc.weight, tuned.fc.weight)
+    headless = {k: v for k, v in net.state_dict().items() if not k.startswith(("fc.", "layer4.0.conv2"))}
+    save_file(headless, tmp_path / "headless.safetensors")
+    with pytest.raises(ValueError, match=r"1 missing keys \[layer4.0.conv2.weight\]"):
+        vqsa.create_model("resnet10t", 10, pretrained=tmp_path / "headless.safetensors")
+    with pytest.raises(ValueError, match="not weights of 'vit_tiny_patch16_224'"):
+        vqsa.create_model("vit_tiny_patch16_224", 10, img_size=32, pretrained=tmp_path / "r10t.safetensors")
+    with pytest.raises(ValueError, match="not weights of 'convnext_atto'"):  # its filter raised a bare KeyError
+        vqsa.create_model("convnext_atto", 10, pretrained=tmp_path / "r10t.safetensors")
+    vqsa.save_model(vqsa.create_model("resnet10t", 10, codebook_size=8), tmp_path / "vqsa.safetensors")
+    with pytest.raises(ValueError, match="it is a vqsa model"):
+        vqsa.create_model("resnet10t", 10, pretrained=tmp_path / "vqsa.safetensors")
     # timm's checkpoint filter runs: position embeddings resampled to another image size
     vit = timm.create_model("vit_tiny_patch16_224")
     save_file(vit.state_dict(), tmp_path / "vit.safetensors")

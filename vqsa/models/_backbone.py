@@ -230,28 +230,36 @@ def _load_error_summary(message: str) -> str:
 def _build_timm_from_file(name: str, num_classes: int, path: str | os.PathLike, **kwargs: Any) -> nn.Module:
     """A timm model with the weights of ``path``, passed through timm's own pretrained loading (the model's
     checkpoint filter: position embeddings resampled to another ``img_size``, the classifier dropped for another
-    ``num_classes``). The file is read here, without unpickling, whatever the timm version does."""
+    ``num_classes``). The file is read here, without unpickling, whatever the timm version does. Loading is strict
+    (timm's own is not when ``num_classes`` differs from its registry's); timm copies the weights once on the way,
+    so the peak memory holds them three times."""
     import timm
     from timm.models._pretrained import PretrainedCfg
 
-    if "state_dict" not in PretrainedCfg.__dataclass_fields__:  # timm < 1.0: no state-dict source to filter
+    if "state_dict" not in PretrainedCfg.__dataclass_fields__:  # a timm without a state-dict source to filter
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
     state = _read_weights(path)
-    # timm loads non-strictly when num_classes differs from the weights' (missing backbone keys would pass
-    # unnoticed): load with the file's own head, strictly, then replace the head
-    head = timm.models.get_pretrained_cfg_value(name, "classifier")
-    file_classes = state[f"{head}.weight"].shape[0] if isinstance(head, str) and f"{head}.weight" in state else None
+    # timm loads non-strictly whenever the built num_classes differs from pretrained_cfg["num_classes"]: build with
+    # the file's own head (or none) and tell timm that is the weights' num_classes, so the load stays strict
+    heads = timm.models.get_pretrained_cfg_value(name, "classifier") or ()
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    present = [h for h in heads if f"{h}.weight" in state]
+    file_classes = state[f"{present[0]}.weight"].shape[0] if present else 0
     try:
-        model = timm.create_model(name, pretrained=True, num_classes=file_classes or num_classes,
-                                  pretrained_cfg_overlay={"source": "", "state_dict": state}, **kwargs)
-    except RuntimeError as e:  # load_state_dict's key / shape report
+        model = timm.create_model(name, pretrained=True, num_classes=file_classes,
+                                  pretrained_cfg_overlay={"source": "", "state_dict": state,
+                                                          "num_classes": file_classes, "label_offset": 0}, **kwargs)
+    except (RuntimeError, KeyError) as e:  # load_state_dict's key / shape report; a checkpoint filter's KeyError
         hint = (" (it is a vqsa model: use vqsa.load_model or --checkpoint)"
                 if any(k.startswith(("backbone.", "vq.")) for k in state) else "")
-        raise ValueError(f"{path}: not weights of {name!r}{hint}: {_load_error_summary(str(e))}") from e
+        why = f"no key {e} for its checkpoint filter" if isinstance(e, KeyError) else _load_error_summary(str(e))
+        raise ValueError(f"{path}: not weights of {name!r}{hint}: {why}") from e
+    registry_classes = timm.models.get_pretrained_cfg_value(name, "num_classes")
     for cfg in {id(c): c for c in (getattr(model, "pretrained_cfg", None), getattr(model, "default_cfg", None))
                 if isinstance(c, dict)}.values():
         cfg.pop("state_dict", None)  # it would keep a second copy of every weight alive
-    if file_classes is not None and file_classes != num_classes:
+        cfg["num_classes"] = registry_classes
+    if file_classes != num_classes:
         model.reset_classifier(num_classes)
     model._vqsa_weights_loaded = True
     return model
