@@ -352,3 +352,20 @@ def test_model_outputs_are_checked_against_the_classes_before_training(tmp_path,
 def test_amp_off_cuda_says_it_is_ignored(tmp_path):
     with pytest.warns(UserWarning, match="amp is for CUDA: training on cpu runs in float32"):
         Trainer(_cfg(tmp_path, "amp", 1, amp="true", device="cpu"))
+
+
+def test_a_run_from_before_no_weight_decay_was_honoured_resumes(tmp_path, monkeypatch, capsys):
+    """A ViT backbone's position embedding moved to the undecayed group; a run started with the old groups keeps
+    them on resume instead of failing on the optimizer state."""
+    import vqsa.train.optim as optim
+
+    new_rule = optim.split_decay
+    monkeypatch.setattr(optim, "split_decay", lambda model, named=True: new_rule(model, named=False))  # old code
+    vit = {"model.name": "vit_tiny_patch16_224", "model.kwargs": "{img_size: 32, depth: 1}", "optim.name": "adamw",
+           "optim.weight_decay": "0.05", "eval.enabled": "false"}
+    assert main(["train", *tiny_args(tmp_path, "vit", 1, **vit)]) == 0
+    monkeypatch.setattr(optim, "split_decay", new_rule)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "vit"), "--epochs", "2"]) == 0
+    assert "keeping the checkpoint's weight-decay groups" in capsys.readouterr().err
+    assert load_training_checkpoint(tmp_path / "vit" / "checkpoint_last.pt")["epoch"] == 2

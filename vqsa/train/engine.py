@@ -43,7 +43,7 @@ from .config import TrainConfig, flatten, show_value, to_yaml
 from .data import TrainData, build_datasets, build_train_data, resolve_corruptions
 from .logs import MetricsLogger, format_summary
 from .monitor import check_usage, usage_summary
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, split_decay
 
 # Order of the per-epoch running sums (float64, reduced over ranks with one all_reduce).
 _SUMS = ("loss", "ce", "aux", "correct", "count", "bad")
@@ -241,6 +241,7 @@ class Trainer:
         # the hyper-parameters the config sets; the optimizer's state dict would bring back the checkpoint's
         configured = [{k: g[k] for k in ("initial_lr", "weight_decay", "momentum") if k in g}
                       for g in self.optimizer.param_groups]
+        self._match_saved_groups(ckpt["optimizer"])
         try:
             self.model.load_state_dict(ckpt["model"])
             load_module_runtime_state(self.model, ckpt.get("runtime", {}))
@@ -290,6 +291,20 @@ class Trainer:
         for group, lr in zip(self.optimizer.param_groups, lrs):
             group["lr"] = lr
         sched._last_lr = list(lrs)
+
+    def _match_saved_groups(self, saved: dict[str, Any]) -> None:
+        """A run started before ``no_weight_decay()`` was honoured keeps its two groups' membership (the fresh
+        optimizer holds no state yet, so its groups can be refilled)."""
+        sizes = [len(g["params"]) for g in saved.get("param_groups", [])]
+        if sizes == [len(g["params"]) for g in self.optimizer.param_groups]:
+            return
+        legacy = split_decay(self.model, named=False)
+        if sizes == [len(p) for p in legacy]:
+            for group, params in zip(self.optimizer.param_groups, legacy):
+                group["params"] = params
+            if self.main:
+                print("resume: keeping the checkpoint's weight-decay groups (it decays what no_weight_decay() "
+                      "names, as vqsa did when the run started)", file=sys.stderr)
 
     def _report_changes(self, saved_cfg: dict[str, Any]) -> None:
         """One line naming the settings that differ from the checkpoint's, one more when they reshape the schedule.

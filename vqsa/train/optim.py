@@ -9,15 +9,22 @@ from torch import nn
 from .config import OptimConfig
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """No weight decay on biases, norm weights, the codebook (decaying it would pull the codes to 0) and what the
-    model's ``no_weight_decay()`` names (e.g. a ViT backbone's position embeddings), as timm's optimizer factory."""
-    skip = model.no_weight_decay() if callable(getattr(model, "no_weight_decay", None)) else set()
+def split_decay(model: nn.Module, *, named: bool = True) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(decayed, not decayed) trainable parameters. No weight decay on biases, norm weights, the codebook (decaying
+    it would pull the codes to 0) and, with ``named``, what the model's ``no_weight_decay()`` names (e.g. a ViT
+    backbone's position embeddings), as timm's optimizer factory; ``named=False`` is the rule of runs started
+    before vqsa honoured ``no_weight_decay()``."""
+    skip = model.no_weight_decay() if named and callable(getattr(model, "no_weight_decay", None)) else set()
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         (no_decay if p.ndim <= 1 or "codebook" in name or name in skip else decay).append(p)
+    return decay, no_decay
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    decay, no_decay = split_decay(model)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
