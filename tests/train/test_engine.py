@@ -312,6 +312,12 @@ def test_a_copied_run_resumes_in_its_own_folder(tmp_path, capsys, monkeypatch):
     assert main(["train", "-c", "b.yaml", "--resume", "runs/orig", *tiny_args(Path("runs"), "x", 2)[4:]]) == 0
     assert load_training_checkpoint(first / "runs" / "from_config" / "checkpoint_last.pt")["epoch"] == 2
     assert (first / "runs" / "orig" / "checkpoint_last.pt").read_bytes() == original
+    # the moved run's own config.yaml names its recorded folder: not a fork, the run continues where it now is
+    shutil.move(tmp_path / "archive" / "copy", tmp_path / "moved")
+    assert main(["train", "-c", str(tmp_path / "moved" / "config.yaml"), "--resume", str(tmp_path / "moved"),
+                 "--epochs", "3"]) == 0
+    assert load_training_checkpoint(tmp_path / "moved" / "checkpoint_last.pt")["epoch"] == 3
+    assert (first / "runs" / "orig" / "checkpoint_last.pt").read_bytes() == original
     # the Python API takes a run folder as well as a checkpoint file
     train(_cfg(Path("runs"), "api", 3), resume=Path("runs/orig"))
     assert load_training_checkpoint(first / "runs" / "api" / "checkpoint_last.pt")["epoch"] == 3

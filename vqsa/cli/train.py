@@ -122,12 +122,15 @@ def _in_checkpoint_folder(cfg, ckpt_path: Path):
     return dataclasses.replace(cfg, output_dir=str(folder.parent), name=folder.name)
 
 
-def _names_run_folder(config: str | None, overrides: dict) -> bool:
-    """Whether the command line or the ``-c`` file sets ``name`` or ``output_dir`` (then a resume forks there)."""
+def _forks(cfg, saved: dict, config: str | None, overrides: dict) -> bool:
+    """Whether a resume continues in another run folder: the command line or the ``-c`` file sets ``name`` /
+    ``output_dir`` to other values than the checkpoint's config (the run's own ``config.yaml`` names its own folder,
+    wherever that folder has moved since)."""
     keys = set(overrides)
     if config is not None:
         keys |= set(load_yaml(Path(config).read_text()) or {})  # already read and checked by load_config
-    return bool({"name", "output_dir"} & keys)
+    named = bool({"name", "output_dir"} & keys)
+    return named and (cfg.output_dir, cfg.name) != (saved.get("output_dir"), saved.get("name"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,11 +145,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"vqsa train: error: {_BARE_HINT}", file=sys.stderr)
         return 2
     ckpt_path = None if args.resume in (None, True) else resume_path(args.resume)
-    if args.config is None and ckpt_path is not None:
-        cfg = load_config(None, overrides, base=load_training_checkpoint(ckpt_path)["config"])
+    saved = load_training_checkpoint(ckpt_path)["config"] if ckpt_path is not None else None
+    if args.config is None and saved is not None:
+        cfg = load_config(None, overrides, base=saved)
     else:
         cfg = load_config(args.config, overrides)
-    if ckpt_path is not None and not _names_run_folder(args.config, overrides):
+    if saved is not None and not _forks(cfg, saved, args.config, overrides):
         cfg = _in_checkpoint_folder(cfg, ckpt_path)
     if args.print_config:
         sys.stdout.write(to_yaml(cfg))
