@@ -56,7 +56,7 @@ class ModelConfig:
     """
 
     name: str = "resnet18"
-    pretrained: bool | str = False  # true: the hub's weights; a path: a torchvision / timm weights file
+    pretrained: bool | str | None = False  # true: the hub's weights; a path: a torchvision / timm weights file
     num_classes: int | None = None
     vq: bool = True
     codebook_size: int | None = None
