@@ -183,7 +183,8 @@ def test_pretrained_from_a_timm_safetensors_file(tmp_path):
     # another num_classes: a new head, and still every backbone weight required (timm alone loads non-strictly)
     ten = vqsa.create_model("resnet10t", 10, codebook_size=8, pretrained=tmp_path / "r10t.safetensors")
     assert ten.fc.out_features == 10 and torch.equal(ten.backbone.model.conv1[0].weight, net.conv1[0].weight)
-    with pytest.raises(ValueError, match=r"not weights of 'resnet14t': \d+ missing keys \[layer1.0.conv3.weight, .*\d+ shapes differ"):
+    wrong = r"not weights of 'resnet14t': \d+ missing keys \[layer1.0.conv3.weight, .*\d+ shapes differ"
+    with pytest.raises(ValueError, match=wrong):
         vqsa.create_model("resnet14t", 10, pretrained=tmp_path / "r10t.safetensors")
     # strict whatever the heads: a fine-tuned head is kept, a headless file or another network's is checked in full
     tuned = timm.create_model("resnet10t", num_classes=10)

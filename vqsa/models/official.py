@@ -64,7 +64,8 @@ def convert_official(
     model = create_model(backbone, num_classes, codebook_size=int(codebook_size), fusion="concat", attention=True,
                          distance="cosine")
     if model.head_hidden_size != dim:
-        raise ValueError(f"the official codebook has dim {dim} but {backbone!r} gives {model.head_hidden_size} features")
+        raise ValueError(f"the official codebook has dim {dim} but {backbone!r} gives {model.head_hidden_size} "
+                         "features")
     body_names = [n for n, _ in model.backbone.body.named_children()]
     load_state_dict(model, convert_official_state_dict(state, body_names), strict=True, source="official weights")
     return model.eval()
