@@ -1,5 +1,6 @@
 """save_model / load_model / load_checkpoint round trips, prefixes, safe loading and clear errors; official weights."""
 import math
+import re
 from collections import OrderedDict
 
 import pytest
@@ -202,6 +203,19 @@ def test_pretrained_from_a_timm_safetensors_file(tmp_path):
     vqsa.save_model(vqsa.create_model("resnet10t", 10, codebook_size=8), tmp_path / "vqsa.safetensors")
     with pytest.raises(ValueError, match="it is a vqsa model"):
         vqsa.create_model("resnet10t", 10, pretrained=tmp_path / "vqsa.safetensors")
+    # a network's original format, renamed by timm's filter (head included): ConvNeXt as its authors save it
+    cnx = timm.create_model("convnext_atto")
+    original = {}
+    for key, value in cnx.state_dict().items():
+        key = key.replace("stem.", "downsample_layers.0.").replace("head.fc.", "head.").replace("head.norm.", "norm.")
+        key = re.sub(r"stages\.(\d+)\.blocks\.(\d+)", r"stages.\1.\2", key)
+        key = re.sub(r"stages\.(\d+)\.downsample\.(\d+)", r"downsample_layers.\1.\2", key)
+        original[key.replace("conv_dw", "dwconv").replace("mlp.fc", "pwconv")] = value
+    save_file(original, tmp_path / "convnext_original.safetensors")
+    for classes in (1000, 10):
+        m = vqsa.create_model("convnext_atto", classes, vq=False, pretrained=tmp_path / "convnext_original.safetensors")
+        assert torch.equal(m.backbone.model.stages[3].blocks[1].conv_dw.weight, cnx.stages[3].blocks[1].conv_dw.weight)
+        assert torch.equal(m.fc.weight, cnx.head.fc.weight) == (classes == 1000)
     # timm's checkpoint filter runs: position embeddings resampled to another image size
     vit = timm.create_model("vit_tiny_patch16_224")
     save_file(vit.state_dict(), tmp_path / "vit.safetensors")

@@ -210,18 +210,28 @@ def _build_torchvision(name: str, pretrained: bool, **kwargs: Any) -> nn.Module:
         raise _wrap_pretrained_error(name, e) from e
 
 
-def _load_error_summary(message: str) -> str:
-    """torch's multi-line ``load_state_dict`` report in one line: key counts, a few names, the first shape clash."""
+def _load_report(message: str) -> tuple[list[str], list[str], list[str]]:
+    """(missing keys, unexpected keys, "key: shape clash" lines) of torch's ``load_state_dict`` error report."""
+    missing, unexpected, clashes = [], [], []
+    for line in (raw.strip() for raw in message.splitlines()):
+        if line.startswith("Missing key(s)"):
+            missing += re.findall(r'"([^"]+)"', line)
+        elif line.startswith("Unexpected key(s)"):
+            unexpected += re.findall(r'"([^"]+)"', line)
+        elif line.startswith("size mismatch for "):
+            clashes.append(line[len("size mismatch for "):])
+    return missing, unexpected, clashes
+
+
+def _load_error_summary(message: str, ignore: set[str] = frozenset()) -> str:
+    """torch's multi-line ``load_state_dict`` report in one line: key counts, a few names, the first shape clash
+    (keys in ``ignore`` left out)."""
     from .checkpoint import brief
 
-    parts, clashes = [], []
-    for line in (raw.strip() for raw in message.splitlines()):
-        for start, what in (("Missing key(s)", "missing"), ("Unexpected key(s)", "unexpected")):
-            if line.startswith(start):
-                keys = re.findall(r'"([^"]+)"', line)
-                parts.append(f"{len(keys)} {what} keys {brief(keys)}")
-        if line.startswith("size mismatch for "):
-            clashes.append(line[len("size mismatch for "):])
+    missing, unexpected, clashes = _load_report(message)
+    missing, unexpected = [k for k in missing if k not in ignore], [k for k in unexpected if k not in ignore]
+    parts = [f"{len(keys)} {what} keys {brief(keys)}" for keys, what in ((missing, "missing"),
+                                                                         (unexpected, "unexpected")) if keys]
     if clashes:
         parts.append(f"{len(clashes)} shapes differ (first: {clashes[0]})")
     return ", ".join(parts) or message.strip().splitlines()[-1]
@@ -229,37 +239,55 @@ def _load_error_summary(message: str) -> str:
 
 def _build_timm_from_file(name: str, num_classes: int, path: str | os.PathLike, **kwargs: Any) -> nn.Module:
     """A timm model with the weights of ``path``, passed through timm's own pretrained loading (the model's
-    checkpoint filter: position embeddings resampled to another ``img_size``, the classifier dropped for another
-    ``num_classes``). The file is read here, without unpickling, whatever the timm version does. Loading is strict
-    (timm's own is not when ``num_classes`` differs from its registry's); timm copies the weights once on the way,
-    so the peak memory holds them three times."""
+    checkpoint filter: position embeddings resampled to another ``img_size``, heads renamed from the network's
+    original format). The file is read here, without unpickling, whatever the timm version does.
+
+    Loading is strict (timm's own is not when ``num_classes`` differs from its registry's): the model is built with
+    the file's head (found under timm's names, else assumed to have the registry's classes) and the head replaced
+    afterwards. Only when nothing but the head fails to load (a renamed head of another size, or none) is the head
+    left out. timm copies the weights once on the way, so the peak memory holds them three times.
+    """
     import timm
     from timm.models._pretrained import PretrainedCfg
 
     if "state_dict" not in PretrainedCfg.__dataclass_fields__:  # a timm without a state-dict source to filter
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
     state = _read_weights(path)
-    # timm loads non-strictly whenever the built num_classes differs from pretrained_cfg["num_classes"]: build with
-    # the file's own head (or none) and tell timm that is the weights' num_classes, so the load stays strict
     heads = timm.models.get_pretrained_cfg_value(name, "classifier") or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    head_keys = {f"{h}.{p}" for h in heads for p in ("weight", "bias")}
+    registry_classes = timm.models.get_pretrained_cfg_value(name, "num_classes") or 0
     present = [h for h in heads if f"{h}.weight" in state]
-    file_classes = state[f"{present[0]}.weight"].shape[0] if present else 0
+    built = state[f"{present[0]}.weight"].shape[0] if present else registry_classes
+
+    def build(classes: int, claimed: int) -> nn.Module:  # claimed: the weights' num_classes as timm is told
+        overlay = {"source": "", "state_dict": state, "num_classes": claimed, "label_offset": 0}
+        return timm.create_model(name, pretrained=True, num_classes=classes, pretrained_cfg_overlay=overlay, **kwargs)
+
     try:
-        model = timm.create_model(name, pretrained=True, num_classes=file_classes,
-                                  pretrained_cfg_overlay={"source": "", "state_dict": state,
-                                                          "num_classes": file_classes, "label_offset": 0}, **kwargs)
+        try:
+            model = build(built, built)
+        except RuntimeError as e:
+            missing, unexpected, clashes = _load_report(str(e))
+            bad = {*missing, *unexpected, *(c.split(":")[0] for c in clashes)}
+            if present or not bad <= head_keys:
+                raise
+            # only the head failed (renamed by the filter, with another size or absent): the rest loaded strictly
+            try:
+                built, model = num_classes, build(num_classes, num_classes)
+            except RuntimeError:
+                built, model = num_classes, build(num_classes, -1)  # timm then drops the head keys
     except (RuntimeError, KeyError) as e:  # load_state_dict's key / shape report; a checkpoint filter's KeyError
         hint = (" (it is a vqsa model: use vqsa.load_model or --checkpoint)"
                 if any(k.startswith(("backbone.", "vq.")) for k in state) else "")
-        why = f"no key {e} for its checkpoint filter" if isinstance(e, KeyError) else _load_error_summary(str(e))
+        why = (f"no key {e} for its checkpoint filter" if isinstance(e, KeyError) else
+               _load_error_summary(str(e), ignore=set() if present else head_keys))  # no head: not a fault
         raise ValueError(f"{path}: not weights of {name!r}{hint}: {why}") from e
-    registry_classes = timm.models.get_pretrained_cfg_value(name, "num_classes")
     for cfg in {id(c): c for c in (getattr(model, "pretrained_cfg", None), getattr(model, "default_cfg", None))
                 if isinstance(c, dict)}.values():
         cfg.pop("state_dict", None)  # it would keep a second copy of every weight alive
         cfg["num_classes"] = registry_classes
-    if file_classes != num_classes:
+    if built != num_classes:
         model.reset_classifier(num_classes)
     model._vqsa_weights_loaded = True
     return model
