@@ -121,6 +121,7 @@ def test_timm_semantics_of_widths_pooling_decay_and_checkpointing():
     assert "vq.codebook" in model.no_weight_decay()
     model.set_grad_checkpointing()
     assert model.backbone.model.grad_checkpointing
+    assert isinstance(vqsa.create_model("efficientvit_m0", 0, codebook_size=8).fc, torch.nn.Identity)  # no head
     with pytest.raises(NotImplementedError, match="timm backbone"):
         vqsa.create_model("tv:resnet18", 5, vq=False).set_grad_checkpointing()
 

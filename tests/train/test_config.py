@@ -36,7 +36,7 @@ def test_defaults_overrides_and_yaml_round_trip(tmp_path):
 def test_zero_still_means_the_default_for_num_classes_and_img_size(tmp_path):
     """Configs (and checkpoints) written with 0 for these keys keep loading."""
     cfg = load_config(None, {"model.num_classes": 0, "data.img_size": 0, "model.pretrained": None})
-    assert cfg.model.num_classes == 0 and cfg.data.img_size == 0 and cfg.model.pretrained is None  # None: false
+    assert cfg.model.num_classes == 0 and cfg.data.img_size == 0 and cfg.model.pretrained is False  # null: false
 
 
 @pytest.mark.parametrize(

@@ -318,6 +318,15 @@ def test_a_copied_run_resumes_in_its_own_folder(tmp_path, capsys, monkeypatch):
                  "--epochs", "3"]) == 0
     assert load_training_checkpoint(tmp_path / "moved" / "checkpoint_last.pt")["epoch"] == 3
     assert (first / "runs" / "orig" / "checkpoint_last.pt").read_bytes() == original
+    # a plain resume keeps the recorded spelling of the folder, and -c compares folders, not strings
+    (first / "x.yaml").write_text("name: exp\noutput_dir: runs\nepochs: 1\n")
+    rest = tiny_args(Path("runs"), "x", 1)[6:]  # everything but the folder and the epochs
+    assert main(["train", "-c", "x.yaml", *rest]) == 0
+    assert main(["train", "--resume", "runs/exp", "--epochs", "2"]) == 0
+    assert "output_dir: runs\n" in (first / "runs" / "exp" / "config.yaml").read_text()
+    shutil.move(first / "runs" / "exp", tmp_path / "moved_exp")
+    assert main(["train", "-c", "x.yaml", *rest, "--resume", str(tmp_path / "moved_exp"), "--epochs", "3"]) == 0
+    assert load_training_checkpoint(tmp_path / "moved_exp" / "checkpoint_last.pt")["epoch"] == 3
     # the Python API takes a run folder as well as a checkpoint file
     train(_cfg(Path("runs"), "api", 3), resume=Path("runs/orig"))
     assert load_training_checkpoint(first / "runs" / "api" / "checkpoint_last.pt")["epoch"] == 3

@@ -117,9 +117,16 @@ def _parse_value(raw: str):
 def _in_checkpoint_folder(cfg, ckpt_path: Path):
     """``cfg`` with ``output_dir``/``name`` naming the folder that holds ``ckpt_path``: a run resumed from a path
     continues where its checkpoint is (a copied or moved run, a job started from another directory), not in the
-    folder recorded in the checkpoint."""
+    folder recorded in the checkpoint. Unchanged when that is already its folder (the recorded spelling stays)."""
     folder = Path(os.path.abspath(ckpt_path)).parent
+    if _folder(cfg.output_dir, cfg.name) == str(folder):
+        return cfg
     return dataclasses.replace(cfg, output_dir=str(folder.parent), name=folder.name)
+
+
+def _folder(output_dir: str | None, name: str | None) -> str:
+    """A run folder as an absolute path, however it was written (``runs`` or ``/abs/runs``)."""
+    return os.path.abspath(os.path.join(output_dir or ".", name or ""))
 
 
 def _forks(cfg, saved: dict, config: str | None, overrides: dict) -> bool:
@@ -130,7 +137,7 @@ def _forks(cfg, saved: dict, config: str | None, overrides: dict) -> bool:
     if config is not None:
         keys |= set(load_yaml(Path(config).read_text()) or {})  # already read and checked by load_config
     named = bool({"name", "output_dir"} & keys)
-    return named and (cfg.output_dir, cfg.name) != (saved.get("output_dir"), saved.get("name"))
+    return named and _folder(cfg.output_dir, cfg.name) != _folder(saved.get("output_dir"), saved.get("name"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"vqsa train: error: {_BARE_HINT}", file=sys.stderr)
         return 2
     ckpt_path = None if args.resume in (None, True) else resume_path(args.resume)
-    saved = load_training_checkpoint(ckpt_path)["config"] if ckpt_path is not None else None
+    saved = load_training_checkpoint(ckpt_path, mmap=True)["config"] if ckpt_path is not None else None
     if args.config is None and saved is not None:
         cfg = load_config(None, overrides, base=saved)
     else:

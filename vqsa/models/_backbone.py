@@ -111,8 +111,15 @@ def _wrap_pretrained_error(name: str, e: Exception) -> RuntimeError:
     )
 
 
-def _own_classifier(model: nn.Module, name: str) -> nn.Module:
-    return model.fc if name.startswith(TV_PREFIX) else model.get_classifier()
+def _own_classifier(model: nn.Module, name: str) -> nn.Module | None:
+    """The network's classifier layer; None when it has none (some timm models' get_classifier fails once their
+    head is an Identity, e.g. EfficientViT built with num_classes=0)."""
+    if name.startswith(TV_PREFIX):
+        return model.fc
+    try:
+        return model.get_classifier()
+    except AttributeError:
+        return None
 
 
 def _read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:

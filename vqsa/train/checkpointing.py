@@ -96,8 +96,9 @@ def save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
     atomic_torch_save(state, path)
 
 
-def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+def load_training_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no arbitrary unpickling).
+    ``mmap=True`` maps the tensors instead of reading them (cheap when only the config or counters are needed).
 
     Anything else raises a one-line ``ValueError``: a weights file (``model.safetensors``, a state dict), a foreign,
     truncated or corrupt file.
@@ -118,7 +119,7 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if weights_file:
         raise ValueError(f"{path}: a weights file (model weights only), not a training checkpoint: {resume_hint}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign or damaged files
         raise ValueError(torch_load_error_message(path, e)) from e
     if isinstance(ckpt, dict) and ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):

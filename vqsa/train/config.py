@@ -307,7 +307,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str, where: str) -> Any:
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
-    """Check choices and ranges; return ``cfg`` unchanged or raise ``ValueError`` naming the key."""
+    """Check choices and ranges, raising ``ValueError`` naming the key; return ``cfg`` (with ``model.pretrained:
+    null`` spelled ``false``)."""
     flat = flatten(cfg.to_dict())
     for key, choices in CHOICES.items():
         if flat[key] not in choices:
@@ -329,6 +330,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for key in _DEFAULT_IF_ZERO:
         if flat[key] is not None and flat[key] < 0:
             raise ValueError(f"config key {key!r} must be >= 0 or null (0 and null: the default); got {flat[key]!r}")
+    if cfg.model.pretrained is None:
+        cfg.model.pretrained = False  # null means no weights, as in create_model; one spelling in saved configs
     pretrained = cfg.model.pretrained
     if isinstance(pretrained, str) and pretrained.strip().lower() in _BOOLEAN_WORDS:
         raise ValueError(f"config key 'model.pretrained' must be true, false or the path of a weights file; got the "
