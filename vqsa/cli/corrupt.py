@@ -11,9 +11,9 @@ docs/corrupt_cli.md.
 from __future__ import annotations
 
 import argparse
-import os
 
 from vqsa.cli._args import non_negative_int, severity
+from vqsa.utils.meta import usable_cpus
 
 _SUBSETS = ("common", "validation", "all", "noise", "blur", "weather", "digital")
 _PROFILES = ("auto", "imagenet", "cifar", "tinyimagenet")
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         flag = {"folder": "", "cifar10": "--cifar10 ", "gallery": "--gallery IMAGE "}[mode]
         raise ValueError(f"usage: vqsa corrupt {flag}{' '.join(expected)} (got {given})")
     _reject_unused(args, mode)
-    jobs = args.jobs or _available_cpus()
+    jobs = args.jobs or usable_cpus()
     severities = tuple(args.severities) if args.severities else (1, 2, 3, 4, 5)
     resize = 256 if args.resize is None else args.resize or None
     center_crop = 224 if args.center_crop is None else args.center_crop or None
@@ -160,12 +160,6 @@ def _check_output_size(resize: int | None, center_crop: int | None) -> None:
                          f"{flag} {MIN_SIZE} or more"
                          + (" (or --center-crop none to keep the resized image)" if center_crop and resize and
                             resize >= MIN_SIZE else ""))
-
-
-def _available_cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _list() -> int:

@@ -6,12 +6,12 @@ results.csv, results.md and results.png to ``--out`` and prints the Markdown tab
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from vqsa.cli._args import positive_int
 from vqsa.eval.datasets import DATASETS
+from vqsa.utils.meta import usable_cpus
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> 
                    help="corruptions the model was trained on (default: read from the checkpoint's config)")
     r = p.add_argument_group("run")
     r.add_argument("--batch-size", type=int, default=128)
-    workers = min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    workers = min(4, usable_cpus())
     r.add_argument("--workers", type=int, default=workers,
                    help=f"DataLoader workers per process (default: 4, or the usable CPUs if fewer; here {workers})")
     r.add_argument("--amp", action="store_true", help="bfloat16 autocast")

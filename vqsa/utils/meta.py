@@ -32,6 +32,15 @@ def git_sha(path: str | Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask, e.g. under a batch scheduler), else all of them."""
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def machine() -> dict[str, str | int]:
     import os
 
