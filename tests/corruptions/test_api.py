@@ -316,24 +316,6 @@ def test_glass_shuffle_equals_sequential_loop(h, w, delta):
         assert np.array_equal(flat.reshape(img.shape), _sequential_shuffle(img, delta, offsets))
 
 
-def test_color_maths_equals_skimage():
-    skcolor = pytest.importorskip("skimage.color")
-    from vqsa.corruptions._color import hsv2rgb, rgb2hsv
-
-    rng = np.random.default_rng(3)
-    x = rng.integers(0, 256, (64, 64, 3)).astype(np.uint8)
-    x[:8] = 77  # grey pixels
-    x[8:16, :, 1] = x[8:16, :, 2]  # ties between maxima
-    x[16:24, :, 0] = x[16:24, :, 1]
-    rgb = x / 255.0
-    expected = skcolor.rgb2hsv(rgb)
-    h, s, v = rgb2hsv(rgb)
-    for k, plane in enumerate((h, s, v)):
-        np.testing.assert_array_equal(plane, expected[..., k])
-    expected[..., 1] = np.clip(expected[..., 1] * 3 + 0.1, 0, 1)
-    np.testing.assert_array_equal(hsv2rgb(expected[..., 0], expected[..., 1], v), skcolor.hsv2rgb(expected))
-
-
 def test_import_is_light_and_batched_engine_reexported(child_env):
     code = ("import sys, vqsa.corruptions as c; c.corrupt(__import__('numpy').zeros((32, 32), 'uint8'), 1, 'contrast');"
             "assert 'torch' not in sys.modules and 'vqsa.corruptions.motion' not in sys.modules")

@@ -16,7 +16,7 @@ from ._params import get_params
 from ._util import to_uint8
 
 
-def _hsv_weights(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _hsv_weights(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """skimage's S and V of uint8 RGB ``x`` and each channel's position ``w`` between V (0) and the minimum (1).
 
     skimage's ``hsv2rgb`` returns, per channel, one of ``v``, ``p = v (1 - s)``, ``q = v (1 - f s)``,
@@ -24,7 +24,7 @@ def _hsv_weights(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     is exactly 0 for the maximum and 1 for the minimum channel (so those equal skimage's ``v`` and ``p``
     bit-for-bit) and ``f`` or ``1 - f`` for the middle one (equal up to float64 rounding of the hue round trip).
     Grey pixels (H = 0, sector 0) get ``w = (0, 1, 1)``, as skimage's (v, t, p) with f = 0. Returns
-    (rgb (3, N), s (N,), v (N,), w (3, N)) in float64.
+    (s (N,), v (N,), w (3, N)) in float64.
     """
     rgb = np.empty((3, x.shape[0] * x.shape[1]))  # channel planes: broadcasts over long rows
     np.divide(x.reshape(-1, 3).T, 255.0, out=rgb)
@@ -37,7 +37,7 @@ def _hsv_weights(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     w = np.subtract(v, rgb)
     w[1:] += grey
     w /= delta
-    return rgb, s, v, w
+    return s, v, w
 
 
 def _hsv_apply(shape: tuple[int, ...], w: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -51,14 +51,14 @@ def _hsv_apply(shape: tuple[int, ...], w: np.ndarray, s: np.ndarray, v: np.ndarr
 def brightness(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
     """Add ``c`` to the HSV value channel (clipped to 1); returns uint8."""
     c = get_params("brightness", severity, profile)
-    rgb, s, v, w = _hsv_weights(x)
+    s, v, w = _hsv_weights(x)
     return _hsv_apply(x.shape, w, s, np.clip(v + c, 0, 1, out=v))
 
 
 def saturate(x: np.ndarray, severity: int, rng: np.random.Generator, profile: str) -> np.ndarray:
     """Scale and offset the HSV saturation, ``S * c0 + c1`` clipped to [0, 1]; returns uint8."""
     scale, offset = get_params("saturate", severity, profile)
-    rgb, s, v, w = _hsv_weights(x)
+    s, v, w = _hsv_weights(x)
     s *= scale
     s += offset
     return _hsv_apply(x.shape, w, np.clip(s, 0, 1, out=s), v)
