@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from vqsa.data.sampling import seeded_subset as data_subset
+
 
 @dataclass
 class Features:
@@ -76,11 +78,10 @@ def select_per_class(labels: np.ndarray, classes: Sequence[int], per_class: int,
 
 def seeded_subset(n_total: int, n: int | None, seed: int = 0) -> np.ndarray:
     """Sorted seeded random indices of ``n`` of ``n_total`` items (all when ``n`` is None or too large)."""
-    if n is None or n >= n_total:
-        return np.arange(n_total)
-    if n < 1:
+    if n is not None and n < 1:
         raise ValueError(f"the number of images must be >= 1, got {n}")
-    return np.sort(np.random.default_rng(seed).permutation(n_total)[:n])
+    idx = data_subset(n_total, n, seed)
+    return np.arange(n_total) if idx is None else idx
 
 
 def corrupt_images(

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .sampling import seeded_subset
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 _SPLITS = ("train", "test")
 
@@ -25,9 +27,7 @@ class ArrayDataset:
 
     def subset_indices(self, n: int | None, seed: int = 0) -> np.ndarray | None:
         """The sorted indices that :meth:`subset` keeps (None: all samples)."""
-        if n is None or n >= len(self):
-            return None
-        return np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
+        return seeded_subset(len(self), n, seed)
 
     def subset(self, n: int | None, seed: int = 0) -> "ArrayDataset":
         """A class-balanced-in-expectation random subset of ``n`` samples (all when ``n`` is None or too large)."""

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vqsa.data.cifar import ArrayDataset
 from vqsa.data.corrupted import EvalImages
+from vqsa.data.sampling import seeded_subset
 from vqsa.metrics import top1_correct
 from vqsa.utils import distributed as dist
 from vqsa.utils.meta import git_sha, machine, versions
@@ -57,7 +58,7 @@ class CellStream(Dataset):
                 raise ValueError(f"{plan.dataset} cell {cell.corruption}/{cell.severity} holds {n} images, not the "
                                  f"{positions_of} the requested example indices refer to")
             else:
-                keep = None if limit is None or limit >= n else _draw(n, limit, seed)
+                keep = seeded_subset(n, limit, seed)
             self.indices.append(keep)  # None: the whole cell (no 50k-entry index array per cell)
         self.offsets = np.concatenate([[0], np.cumsum([self._size(i) for i in range(len(plan.cells))])])
 
@@ -81,11 +82,6 @@ class CellStream(Dataset):
 def _check_limit(limit: object) -> None:
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
-
-
-def _draw(n: int, limit: int, seed: int) -> np.ndarray:
-    """The seeded random subset of ``limit`` of ``range(n)`` that ``limit`` evaluates, sorted."""
-    return np.sort(np.random.default_rng(seed).permutation(n)[:limit])
 
 
 def _reference_size(plan: EvalPlan) -> int | None:
@@ -173,7 +169,7 @@ def select_examples(
             messages.append(f"limit {limit} is larger than {what}: evaluating all of them, not {limit} "
                             "(n_examples in the results says how many)")
         if pool is not None and limit < pool:
-            draw = _draw(pool, limit, seed)
+            draw = seeded_subset(pool, limit, seed)
             pos = draw if pos is None else pos[draw]
     record: dict[str, Any] = {"n": None, "indices": None, "of": plan.index_space, "of_size": plan.index_space_size,
                               "sha256": None, "identity": None}

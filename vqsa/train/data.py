@@ -12,6 +12,7 @@ from vqsa.data.cifar import ArrayDataset, find_cifar10, load_cifar10
 from vqsa.data.folder import FolderListing, ImageFolderSource, scan_image_folder
 from vqsa.data.mixed import ArraySource, CorruptionSchedule, ImageSource, MixedCorruptionDataset
 from vqsa.data.paths import resolve_data_root
+from vqsa.data.sampling import seeded_subset
 from vqsa.data.transforms import EvalTransform, TrainTransform, default_style
 from vqsa.utils import distributed as dist
 
@@ -109,9 +110,8 @@ def _subset_arrays(ds: ArrayDataset, n: int | None, seed: int) -> ArrayDataset:
 
 
 def _subset_source(src: ImageSource, n: int | None, seed: int) -> ImageSource:
-    if n is None or n >= len(src):
-        return src
-    return SubsetSource(src, np.sort(np.random.default_rng(seed).permutation(len(src))[:n]))
+    idx = seeded_subset(len(src), n, seed)
+    return src if idx is None else SubsetSource(src, idx)
 
 
 def _scan_folders(
