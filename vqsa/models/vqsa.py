@@ -139,9 +139,14 @@ class VQSAClassifier(nn.Module):
         self.pretrained_cfg["num_classes"] = num_classes
         self._model_config["num_classes"] = num_classes
 
+    def _network(self) -> tuple[nn.Module, str]:
+        """The backbone's own network (a timm model, or a torchvision model's body) and its parameter-name prefix."""
+        attr = "model" if hasattr(self.backbone, "model") else "body"
+        return getattr(self.backbone, attr), f"backbone.{attr}."
+
     def _pool_type(self) -> str:
         """The backbone's global pooling as timm names it (``"avg"``, ``"token"``, ...); torchvision: ``"avg"``."""
-        inner = getattr(self.backbone, "model", None)
+        inner, _ = self._network()
         for holder in (inner, getattr(inner, "head", None)):
             pool = getattr(holder, "global_pool", None)
             if isinstance(pool, str):
@@ -154,9 +159,9 @@ class VQSAClassifier(nn.Module):
         """Parameter names timm's ``create_optimizer_v2`` should not decay: the codebook (decay would pull the codes
         to 0) and what the backbone itself names (timm also skips every 1-D parameter)."""
         names = {f"vq.{n}" for n, _ in self.vq.named_parameters()} if self.vq is not None else set()
-        inner = getattr(self.backbone, "model", None)
+        inner, prefix = self._network()
         if callable(getattr(inner, "no_weight_decay", None)):
-            names |= {f"backbone.model.{n}" for n in inner.no_weight_decay()}
+            names |= {prefix + n for n in inner.no_weight_decay()}
         return names
 
     def group_matcher(self, coarse: bool = False) -> Callable[[str], tuple[int, ...]]:
@@ -165,8 +170,7 @@ class VQSAClassifier(nn.Module):
         RegNets and vqsa's CIFAR ResNets), then the codebook, fusion, attention and classifier as the last group."""
         from timm.models import group_parameters
 
-        inner, prefix = ((self.backbone.model, "backbone.model.") if hasattr(self.backbone, "model")
-                         else (self.backbone.body, "backbone.body."))
+        inner, prefix = self._network()
         if callable(getattr(inner, "group_matcher", None)):
             spec = inner.group_matcher(coarse)
         else:
@@ -183,7 +187,7 @@ class VQSAClassifier(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Activation checkpointing in the backbone (timm's method); timm backbones only."""
-        inner = getattr(self.backbone, "model", None)
+        inner, _ = self._network()
         if not callable(getattr(inner, "set_grad_checkpointing", None)):
             raise NotImplementedError(f"{type(self.backbone).__name__} has no gradient checkpointing; use a timm "
                                       "backbone (e.g. 'resnet50' rather than 'tv:resnet50')")
