@@ -129,6 +129,13 @@ def _read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return read_checkpoint(path)[0]
 
 
+def _vqsa_hint(keys) -> str:
+    """A pointer to the right loader when the weights file's keys are a vqsa model's."""
+    if any(k.startswith(("backbone.", "vq.")) for k in keys):
+        return " (it is a vqsa model: use vqsa.load_model or --checkpoint)"
+    return ""
+
+
 def load_backbone_file(model: nn.Module, path: str | os.PathLike, name: str) -> None:
     """Load a torchvision / vqsa weights file of the whole classifier network ``name`` into ``model`` (built
     without weights). Its classifier is loaded when its shape fits and left as built otherwise, as timm does for
@@ -145,10 +152,8 @@ def load_backbone_file(model: nn.Module, path: str | os.PathLike, name: str) -> 
     missing = sorted(k for k in own.keys() - state.keys() if not is_head(k) and not k.endswith("num_batches_tracked"))
     unexpected = sorted(state.keys() - own.keys())
     if missing or unexpected:
-        hint = (" (it is a vqsa model: use vqsa.load_model or --checkpoint)"
-                if any(k.startswith(("backbone.", "vq.")) for k in unexpected) else "")
-        raise ValueError(f"{path}: not weights of {name!r}{hint}: {len(missing)} missing keys {brief(missing)}, "
-                         f"{len(unexpected)} unexpected keys {brief(unexpected)}")
+        raise ValueError(f"{path}: not weights of {name!r}{_vqsa_hint(unexpected)}: {len(missing)} missing keys "
+                         f"{brief(missing)}, {len(unexpected)} unexpected keys {brief(unexpected)}")
     bad = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if own[k].shape != v.shape]
     if bad:
         raise ValueError(f"{path}: weight shapes differ from {name!r}: {', '.join(bad[:4])}")
@@ -176,16 +181,15 @@ def build_backbone(
         model = entry(pretrained=hub, num_classes=num_classes, **kwargs)
     else:
         model = _build_timm(name, num_classes, hub, weights_file, **kwargs)
-    if weights_file is not None and not getattr(model, "_vqsa_weights_loaded", False):
+    if weights_file is not None and (entry is not None or name.startswith(TV_PREFIX)):  # timm's loads it itself
         load_backbone_file(model, weights_file, name)
     if cifar_stem:
         _apply_cifar_stem(model, name)
 
+    fc = _own_classifier(model, name)
     if name.startswith(TV_PREFIX):
-        fc = _own_classifier(model, name)
         adapter: nn.Module = TorchvisionBackbone(model)
     else:
-        fc = _own_classifier(model, name)
         model.reset_classifier(0)
         adapter = TimmLikeBackbone(model)
     d = adapter.num_features
@@ -258,7 +262,9 @@ def _build_timm_from_file(name: str, num_classes: int, path: str | os.PathLike, 
     from timm.models._pretrained import PretrainedCfg
 
     if "state_dict" not in PretrainedCfg.__dataclass_fields__:  # a timm without a state-dict source to filter
-        return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+        load_backbone_file(model, path, name)
+        return model
     state = _read_weights(path)
     heads = timm.models.get_pretrained_cfg_value(name, "classifier") or ()
     heads = (heads,) if isinstance(heads, str) else tuple(heads)
@@ -285,18 +291,15 @@ def _build_timm_from_file(name: str, num_classes: int, path: str | os.PathLike, 
             except RuntimeError:
                 built, model = num_classes, build(num_classes, -1)  # timm then drops the head keys
     except (RuntimeError, KeyError) as e:  # load_state_dict's key / shape report; a checkpoint filter's KeyError
-        hint = (" (it is a vqsa model: use vqsa.load_model or --checkpoint)"
-                if any(k.startswith(("backbone.", "vq.")) for k in state) else "")
         why = (f"no key {e} for its checkpoint filter" if isinstance(e, KeyError) else
                _load_error_summary(str(e), ignore=set() if present else head_keys))  # no head: not a fault
-        raise ValueError(f"{path}: not weights of {name!r}{hint}: {why}") from e
+        raise ValueError(f"{path}: not weights of {name!r}{_vqsa_hint(state)}: {why}") from e
     for cfg in {id(c): c for c in (getattr(model, "pretrained_cfg", None), getattr(model, "default_cfg", None))
                 if isinstance(c, dict)}.values():
         cfg.pop("state_dict", None)  # it would keep a second copy of every weight alive
         cfg["num_classes"] = registry_classes
     if built != num_classes:
         model.reset_classifier(num_classes)
-    model._vqsa_weights_loaded = True
     return model
 
 
