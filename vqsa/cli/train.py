@@ -22,12 +22,14 @@ from vqsa.train.config import (
     flatten,
     load_config,
     load_yaml,
+    parse_value,
     show_value,
     suggest_keys,
     to_yaml,
     unknown_key_message,
     valid_keys,
 )
+from vqsa.utils.paths import same_folder
 
 _BARE_HINT = (
     "no config given: pass -c CONFIG.yaml (e.g. configs/cifar10_r18_concat_sa.yaml), --resume RUN, or set keys "
@@ -102,16 +104,7 @@ def _flat_defaults() -> dict:
 
 
 def _overrides(args: argparse.Namespace) -> dict:
-    return {k[4:]: _parse_value(v) for k, v in vars(args).items() if k.startswith("cfg:")}
-
-
-def _parse_value(raw: str):
-    import yaml
-
-    try:
-        return load_yaml(raw)
-    except yaml.YAMLError:
-        return raw
+    return {k[4:]: parse_value(v) for k, v in vars(args).items() if k.startswith("cfg:")}
 
 
 def _in_checkpoint_folder(cfg, ckpt_path: Path):
@@ -119,14 +112,9 @@ def _in_checkpoint_folder(cfg, ckpt_path: Path):
     continues where its checkpoint is (a copied or moved run, a job started from another directory), not in the
     folder recorded in the checkpoint. Unchanged when that is already its folder (the recorded spelling stays)."""
     folder = Path(os.path.abspath(ckpt_path)).parent
-    if _folder(cfg.output_dir, cfg.name) == str(folder):
+    if same_folder(cfg.run_dir(), folder):
         return cfg
     return dataclasses.replace(cfg, output_dir=str(folder.parent), name=folder.name)
-
-
-def _folder(output_dir: str | None, name: str | None) -> str:
-    """A run folder as an absolute path, however it was written (``runs`` or ``/abs/runs``)."""
-    return os.path.abspath(os.path.join(output_dir or ".", name or ""))
 
 
 def _forks(cfg, saved: dict, config: str | None, overrides: dict) -> bool:
@@ -137,7 +125,8 @@ def _forks(cfg, saved: dict, config: str | None, overrides: dict) -> bool:
     if config is not None:
         keys |= set(load_yaml(Path(config).read_text()) or {})  # already read and checked by load_config
     named = bool({"name", "output_dir"} & keys)
-    return named and _folder(cfg.output_dir, cfg.name) != _folder(saved.get("output_dir"), saved.get("name"))
+    recorded = Path(saved.get("output_dir") or ".") / (saved.get("name") or "")
+    return named and not same_folder(cfg.run_dir(), recorded)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -482,12 +482,17 @@ def parse_overrides(tokens: list[str]) -> dict[str, Any]:
                 raise ValueError(f"option --{key} needs a value")
             value: Any = True
         else:
-            try:
-                value = load_yaml(raw)
-            except yaml.YAMLError:
-                value = raw
+            value = parse_value(raw)
         out[key] = value
     return out
+
+
+def parse_value(raw: str) -> Any:
+    """A command-line value as YAML (``3``, ``1e-4``, ``[a, b]``, ``null``); the raw string when it is not YAML."""
+    try:
+        return load_yaml(raw)
+    except yaml.YAMLError:
+        return raw
 
 
 _BOOL_KEYS = {k for k in valid_keys() if isinstance(flatten(TrainConfig().to_dict()).get(k), bool)}

@@ -28,6 +28,7 @@ from vqsa.data.transforms import to_float
 from vqsa.utils import distributed as dist
 from vqsa.utils.io import atomic_write_json, atomic_write_text
 from vqsa.utils.meta import git_sha, machine, versions
+from vqsa.utils.paths import same_folder
 
 from .checkpointing import (
     CHECKPOINT_NAME,
@@ -118,13 +119,6 @@ def _check_outputs(outputs: int | None, classes: int) -> None:
                   f"{outputs - 1} are never a target", stacklevel=3)
 
 
-def _same_folder(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist yet
-        return os.path.abspath(a) == os.path.abspath(b)
-
-
 class Trainer:
     """One training run (see the module docstring); ``fit()`` returns the final summary.
 
@@ -148,7 +142,7 @@ class Trainer:
         self.main = self.rank == 0
         self.run_dir = cfg.run_dir()
         ckpt_path = self.run_dir / CHECKPOINT_NAME if resume is True else (resume_path(resume) if resume else None)
-        elsewhere = ckpt_path is not None and not _same_folder(ckpt_path.parent, self.run_dir)
+        elsewhere = ckpt_path is not None and not same_folder(ckpt_path.parent, self.run_dir)
         if (ckpt_path is None or elsewhere) and (self.run_dir / CHECKPOINT_NAME).exists():
             raise ValueError(
                 f"{self.run_dir} already holds a training checkpoint: pass --resume to continue it, or choose "

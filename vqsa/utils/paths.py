@@ -1,5 +1,6 @@
-"""Directory walks for dataset listings: links to folders are followed (dataset trees are often assembled from
-links), but never a link that leads back to a folder the walk came through, which would loop for ever."""
+"""Folder helpers: directory walks for dataset listings (links to folders are followed, as dataset trees are often
+assembled from links, but never a link that leads back to a folder the walk came through, which would loop for
+ever), and a run-folder comparison."""
 from __future__ import annotations
 
 import os
@@ -34,3 +35,12 @@ def walk_tree(top: str | os.PathLike, *, skip_hidden: bool = False) -> Iterator[
             keep.append(d)
         dirnames[:] = keep
         yield dirpath, dirnames, filenames
+
+
+def same_folder(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one folder, however written (``runs/x``, ``/abs/runs/x``, through a link); by absolute
+    path when either does not exist (yet, or any more)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
