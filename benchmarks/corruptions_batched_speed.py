@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from _timing import median_seconds
+from corruptions_batched_ops import mixed_cells
 
 from vqsa.corruptions import SUBSETS, corrupt, get_corruption_names
 from vqsa.corruptions.batched import RandomCorruption, corrupt_batch
@@ -36,13 +37,6 @@ def _image(size: int) -> np.ndarray:
     from skimage import data
 
     return np.array(Image.fromarray(data.astronaut()).resize((size, size), Image.BILINEAR), dtype=np.uint8)
-
-
-def _mixed_cells(batch: int, severity_cycle: bool) -> tuple[list[str], list[int]]:
-    rc = RandomCorruption(SUBSETS["common"], clean=False, seed=0)
-    cells = rc.grid[rc.draw(batch)]
-    names = [rc.corruptions[c] for c in cells[:, 0].tolist()]
-    return names, cells[:, 1].tolist() if severity_cycle else [3] * batch
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -67,7 +61,7 @@ def run(args: argparse.Namespace) -> dict:
                 row["ratio"] = row["batched_img_s"] / row["cpu_engine_img_s"]
             rows[name] = row
             print(_line(size, name, row), flush=True)
-        mixed_names, mixed_sevs = _mixed_cells(args.batch, severity_cycle=True)
+        mixed_names, mixed_sevs = mixed_cells(args.batch)
         gen = torch.Generator(device=device).manual_seed(0)
         sec = median_seconds(lambda: corrupt_batch(x, mixed_names, mixed_sevs, generator=gen, profile=args.profile),
                               sync, args.min_calls, args.min_time)
