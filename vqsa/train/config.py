@@ -79,7 +79,7 @@ class DataConfig:
     img_size: int | None = None
     train_subset: int | None = None
     val_subset: int | None = None
-    workers: int = 4
+    workers: int | None = None  # null: chosen from the hardware (vqsa.train.compute)
     skip_bad: bool = False
 
 
@@ -92,7 +92,7 @@ class CorruptionConfig:
     mode: str = "stratified"
     clean_fraction: float | None = None
     pairs: bool = False
-    corrupt_on: str = "cpu"
+    corrupt_on: str = "auto"  # auto | cpu (CPU engine in DataLoader workers) | device (batched engine in-process)
     profile: str = "auto"
 
 
@@ -103,6 +103,7 @@ class OptimConfig:
     name: str = "adam"
     lr: float = 1e-3
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 0.0
     scheduler: str = "cosine"
     warmup_epochs: float = 0.0
@@ -135,8 +136,9 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 128
     device: str = "auto"
-    amp: bool = False
+    amp: bool | None = None  # null: bf16 autocast on CPUs where a probe measures it faster; false on CUDA
     amp_dtype: str = "bfloat16"
+    threads: int | None = None  # torch CPU threads; null: the cores the DataLoader workers leave free
     channels_last: bool = True
     save_every: int = 0
     log_every: int = 20
@@ -162,18 +164,18 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.distance": (None, "cosine", "l2"),
     "data.dataset": ("cifar10", "imagefolder", "digits"),
     "corruption.mode": ("stratified", "uniform"),
-    "corruption.corrupt_on": ("cpu", "device"),
+    "corruption.corrupt_on": ("auto", "cpu", "device"),
     "corruption.profile": ("auto", "imagenet", "cifar", "tinyimagenet"),
     "eval.profile": ("auto", "imagenet", "cifar", "tinyimagenet"),
     "optim.name": ("adam", "adamw", "sgd"),
-    "optim.scheduler": ("cosine", "constant"),
+    "optim.scheduler": ("cosine", "linear", "constant"),
 }
 _POSITIVE = ("epochs", "batch_size", "log_every", "eval.batch_size")
-_POSITIVE_OR_NULL = ("model.codebook_size", "data.train_subset", "data.val_subset", "eval.n_examples")
+_POSITIVE_OR_NULL = ("threads", "model.codebook_size", "data.train_subset", "data.val_subset", "eval.n_examples")
 _DEFAULT_IF_ZERO = ("model.num_classes", "data.img_size")  # 0 means null (the default), as it always has
 _BOOLEAN_WORDS = ("", "true", "false", "yes", "no", "on", "off", "none", "null")
 _NON_NEGATIVE = (
-    "save_every", "data.workers", "eval.val_every", "optim.lr", "optim.weight_decay", "optim.warmup_epochs",
+    "save_every", "eval.val_every", "optim.lr", "optim.weight_decay", "optim.warmup_epochs",
     "optim.min_lr", "optim.ce_weight", "optim.momentum", "optim.label_smoothing",
 )
 # Command-line spellings familiar from timm/torchvision scripts, mapped to their dotted keys.
@@ -327,6 +329,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     for key in _POSITIVE_OR_NULL:
         if flat[key] is not None and flat[key] <= 0:
             raise ValueError(f"config key {key!r} must be > 0 or null; got {flat[key]!r}")
+    if flat["data.workers"] is not None and flat["data.workers"] < 0:
+        raise ValueError(f"config key 'data.workers' must be >= 0 or null (chosen from the hardware); got "
+                         f"{flat['data.workers']!r}")
     for key in _DEFAULT_IF_ZERO:
         if flat[key] is not None and flat[key] < 0:
             raise ValueError(f"config key {key!r} must be >= 0 or null (0 and null: the default); got {flat[key]!r}")
@@ -495,7 +500,7 @@ def parse_value(raw: str) -> Any:
         return raw
 
 
-_BOOL_KEYS = {k for k in valid_keys() if isinstance(flatten(TrainConfig().to_dict()).get(k), bool)}
+_BOOL_KEYS = {k for k in valid_keys() if isinstance(flatten(TrainConfig().to_dict()).get(k), bool)} | {"amp"}
 
 
 def to_yaml(cfg: TrainConfig) -> str:

@@ -168,14 +168,15 @@ def resolve_corruptions(spec: str | list[str]) -> tuple[str, ...]:
 
 
 def build_datasets(
-    cfg: TrainConfig, data: TrainData, train_corruptions: tuple[str, ...]
+    cfg: TrainConfig, data: TrainData, train_corruptions: tuple[str, ...], corrupt_on: str = "cpu"
 ) -> tuple[MixedCorruptionDataset, MixedCorruptionDataset]:
-    """The mixed training set and the clean validation set (same uint8 -> tensor path, no corruption)."""
+    """The mixed training set and the clean validation set (same uint8 -> tensor path, no corruption).
+    ``corrupt_on``: ``cpu`` corrupts in the dataset (the workers), ``device`` leaves it to the training loop."""
     c = cfg.corruption
     schedule = CorruptionSchedule(train_corruptions, tuple(c.severities), c.mode, c.clean_fraction, cfg.seed)
     train = MixedCorruptionDataset(
         data.train, schedule, TrainTransform(data.img_size, data.style), profile=c.profile, pairs=c.pairs,
-        apply_corruption=c.corrupt_on == "cpu", skip_bad=cfg.data.skip_bad,
+        apply_corruption=corrupt_on == "cpu", skip_bad=cfg.data.skip_bad,
     )
     val = MixedCorruptionDataset(
         data.val, CorruptionSchedule((), seed=cfg.seed), EvalTransform(data.img_size, data.style),

@@ -7,7 +7,6 @@ CPU a run killed after any checkpoint and resumed ends bit-identical to an unint
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -23,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from vqsa.data.mixed import MixedCorruptionDataset, collate_mixed
+from vqsa.data.mixed import ArraySource, MixedCorruptionDataset, collate_mixed
 from vqsa.data.transforms import to_float
 from vqsa.utils import distributed as dist
 from vqsa.utils.io import atomic_write_json, atomic_write_text
@@ -40,6 +39,7 @@ from .checkpointing import (
     save_checkpoint,
     set_rng_state,
 )
+from .compute import ComputePlan, cached_probe, plan_compute, probe_step_rates, resolve_corrupt_on
 from .config import TrainConfig, flatten, show_value, to_yaml
 from .data import TrainData, build_datasets, build_train_data, resolve_corruptions
 from .logs import MetricsLogger, format_summary
@@ -158,8 +158,10 @@ class Trainer:
         self.train_corruptions = resolve_corruptions(cfg.corruption.corruptions)
         self.known, self.unknown = _split_eval_corruptions(cfg, self.train_corruptions)
         self.data = data if data is not None else build_train_data(cfg)
-        self.train_ds, self.val_ds = build_datasets(cfg, self.data, self.train_corruptions)
-        self._device_corrupt = self._device_corruption() if cfg.corruption.corrupt_on == "device" else None
+        in_memory = isinstance(self.data.train, ArraySource)
+        corrupt_on = resolve_corrupt_on(cfg.corruption.corrupt_on, in_memory)
+        self.train_ds, self.val_ds = build_datasets(cfg, self.data, self.train_corruptions, corrupt_on)
+        self._device_corrupt = self._device_corruption() if corrupt_on == "device" else None
 
         torch.manual_seed(cfg.seed)
         if model is None:
@@ -171,26 +173,20 @@ class Trainer:
         _check_outputs(self.model_config.get("num_classes"), len(self.data.classes))
         self.cuda = self.device.type == "cuda"
         self.model.to(self.device)
-        if self.cuda and cfg.channels_last:
+        if cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
-        if self.cuda and hasattr(self.model, "check_inputs"):
+        if hasattr(self.model, "check_inputs"):
             # the pipeline makes finite [0, 1] batches itself; skip the input check's device sync on every step
             self.model.check_inputs = False
         self.vq = getattr(self.model, "vq", None)
+        self.plan = self._plan_compute(corrupt_on, in_memory, ckpt)
 
         self.sampler = ResumableSampler(self.train_ds, self.world, self.rank, cfg.seed)
         self.steps_per_epoch = math.ceil(self.sampler.num_samples / cfg.batch_size)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch, cfg.epochs)
-        amp_dtype = torch.bfloat16 if cfg.amp_dtype == "bfloat16" else torch.float16
-        if cfg.amp and not self.cuda and self.main:
-            warnings.warn(f"amp is for CUDA: training on {self.device.type} runs in float32 (and so does its final "
-                          "evaluation)", stacklevel=2)
-        self.autocast = (
-            (lambda: torch.autocast(self.device.type, dtype=amp_dtype)) if cfg.amp and self.cuda
-            else contextlib.nullcontext
-        )
-        fp16 = cfg.amp and self.cuda and amp_dtype == torch.float16
+        self.autocast = self.plan.autocast
+        fp16 = self.plan.precision == "float16" and self.cuda
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)  # bf16 needs no loss scaling
 
         self.epoch, self.batch_in_epoch, self.step = 0, 0, 0
@@ -213,6 +209,31 @@ class Trainer:
         self.logger = MetricsLogger(self.run_dir, history, enabled=self.main, tensorboard=cfg.tensorboard)
 
     # ------------------------------------------------------------------------------------------------ setup
+    def _plan_compute(self, corrupt_on: str, in_memory: bool, ckpt: dict[str, Any] | None) -> ComputePlan:
+        """Threads, workers and precision for this process (see ``vqsa.train.compute``); a resumed run keeps the
+        precision recorded in its checkpoint."""
+        cfg = self.cfg
+        size = self.data.img_size
+        batch = torch.rand(min(cfg.batch_size, 128), 3, size, size, generator=torch.Generator().manual_seed(0))
+        batch = batch.to(self.device)
+        if cfg.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+
+        def step(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+            out = model(x, return_aux=True)
+            return out.logits.float().logsumexp(1).mean() + out.aux_loss.float()
+
+        key = (repr(sorted(self.model_config.items())), tuple(batch.shape), self.device.type, cfg.channels_last)
+        plan = plan_compute(
+            device=self.device, threads=cfg.threads, workers=cfg.data.workers, amp=cfg.amp, amp_dtype=cfg.amp_dtype,
+            channels_last=cfg.channels_last, corrupt_on=corrupt_on, in_memory=in_memory, world=self.world,
+            probe=cached_probe(key, lambda dtypes: probe_step_rates(self.model, step, batch, dtypes)),
+            saved=(ckpt or {}).get("compute"),
+        )
+        if plan.precision == "float16" and not self.cuda:
+            raise ValueError("amp_dtype: float16 is for CUDA; on the CPU use bfloat16")
+        return plan
+
     def _device_corruption(self):
         try:
             from vqsa.corruptions.batched import corrupt_batch
@@ -271,7 +292,7 @@ class Trainer:
     def _restore_schedule(self, state: dict[str, Any]) -> None:
         """Continue the lr schedule at the checkpoint's step, on the curve of the *current* config.
 
-        ``LambdaLR.load_state_dict`` would also restore the saved ``WarmupCosine`` (its total steps, warm-up, min lr)
+        ``LambdaLR.load_state_dict`` would also restore the saved ``WarmupSchedule`` (its total steps, warm-up, min lr)
         and base lrs: extending a finished run (``--epochs`` larger) would then train at the old curve's end, lr 0.
         The step counters come from the checkpoint, the factor and base lr from the config; with an unchanged config
         the lr is the same float as in the uninterrupted run (the same ``base_lr * factor(step)`` expression).
@@ -311,7 +332,7 @@ class Trainer:
               + ", ".join(f"{k} {show_value(old[k])} -> {show_value(new[k])}" for k in changed), file=sys.stderr)
         if any(k in _SCHEDULE_KEYS for k in changed):
             o, total = self.cfg.optim, self.scheduler.lr_lambdas[0].total
-            shape = "constant" if o.scheduler == "constant" else f"cosine to {o.min_lr:g}"
+            shape = "constant" if o.scheduler == "constant" else f"{o.scheduler} to {o.min_lr:g}"
             warmup = f", warm-up {o.warmup_epochs:g} epochs" if o.warmup_epochs else ""
             print(f"resume: the learning-rate schedule follows the current config ({shape} over {self.cfg.epochs} "
                   f"epochs = {total} steps{warmup}): lr {self.optimizer.param_groups[0]['lr']:.4g} at step "
@@ -340,7 +361,7 @@ class Trainer:
             model_config=self.model_config,
             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
             scaler=self.scaler.state_dict(), epoch=self.epoch, batch=self.batch_in_epoch, step=self.step,
-            sums=self.sums.cpu(), history=self.logger.history, config=self.cfg.to_dict(),
+            sums=self.sums.cpu(), history=self.logger.history, config=self.cfg.to_dict(), compute=self.plan.to_dict(),
         )
 
     # ------------------------------------------------------------------------------------------------ steps
@@ -365,7 +386,7 @@ class Trainer:
             x = torch.cat([batch["clean"].to(self.device, non_blocking=True), x])
             y = torch.cat([y, y])
         x = to_float(x)
-        if self.cuda and self.cfg.channels_last:
+        if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
@@ -417,7 +438,7 @@ class Trainer:
 
     def _loader(self, dataset, sampler, generator_seed: int) -> DataLoader:
         return DataLoader(
-            dataset, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=self.cfg.data.workers,
+            dataset, batch_size=self.cfg.batch_size, sampler=sampler, num_workers=self.plan.workers,
             collate_fn=collate_mixed, pin_memory=self.cuda, drop_last=False,
             generator=torch.Generator().manual_seed(generator_seed),  # keeps the global RNG untouched
         )
@@ -548,6 +569,7 @@ class Trainer:
         cfg = self.cfg
         per_step = cfg.batch_size * (2 if cfg.corruption.pairs else 1)
         print(f"run folder {self.run_dir}; data {self.data.description}", file=sys.stderr)
+        print(self.plan.describe(), file=sys.stderr)
         print(f"effective batch size {cfg.batch_size} x {self.world} process(es) = {cfg.batch_size * self.world}"
               + (f" images ({per_step * self.world} with clean/corrupted pairs)" if cfg.corruption.pairs else ""),
               file=sys.stderr)
@@ -563,7 +585,7 @@ class Trainer:
             "name": self.cfg.name, "epochs": self.cfg.epochs, "steps": self.step, "world_size": self.world,
             "effective_batch_size": self.cfg.batch_size * self.world, "wall_time_s": wall,
             "train_corruptions": list(self.train_corruptions), "eval_corruptions_known": self.known,
-            "eval_corruptions_unknown": self.unknown,
+            "eval_corruptions_unknown": self.unknown, "compute": self.plan.to_dict(),
         }
         summary.update({k: final[k] for k in ("train_loss", "train_acc", "val_acc", "codebook_perplexity",
                                                "codebook_used") if k in final})
@@ -620,7 +642,7 @@ class Trainer:
         data, indices = self.data.val_split or (self.data.val_arrays, None)
         results = evaluate(
             self.model, data, corruptions=self.known + self.unknown, severities=tuple(e.severities),
-            batch_size=e.batch_size, num_workers=self.cfg.data.workers, amp=self.cfg.amp and self.cuda,
+            batch_size=e.batch_size, num_workers=self.plan.workers, amp=self.plan.precision != "float32",
             limit=e.n_examples, indices=indices, seed=self.cfg.seed, profile=e.profile, device=self.device,
             train_corruptions=list(self.train_corruptions), progress=self.main,
             model_info={**self.model_config, "label": self.cfg.name},

@@ -1,4 +1,4 @@
-"""Optimiser and per-step learning-rate schedule (linear warm-up, then cosine annealing or constant)."""
+"""Optimiser and per-step learning-rate schedule (linear warm-up, then cosine, linear or constant)."""
 from __future__ import annotations
 
 import math
@@ -29,40 +29,44 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Adam (the paper: lr 1e-3), AdamW or SGD with momentum (the authors' code)."""
+    """Adam (the paper: lr 1e-3), AdamW or SGD with momentum (the authors' code), optionally Nesterov's."""
     groups = _param_groups(model, cfg.weight_decay)
     if cfg.name == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
     if cfg.name == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
     if cfg.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=False)
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     raise ValueError(f"unknown optimizer {cfg.name!r}; expected adam, adamw or sgd")
 
 
-class WarmupCosine:
-    """lr factor at optimiser step ``t``: linear warm-up over ``warmup`` steps, then cosine to ``min_factor``."""
+class WarmupSchedule:
+    """lr factor at optimiser step ``t``: linear warm-up over ``warmup`` steps, then ``shape`` down to
+    ``min_factor`` at ``total``: ``cosine`` annealing, a ``linear`` ramp, or ``constant`` (no decay)."""
 
-    def __init__(self, total: int, warmup: int, min_factor: float, cosine: bool) -> None:
-        self.total, self.warmup, self.min_factor, self.cosine = total, warmup, min_factor, cosine
+    def __init__(self, total: int, warmup: int, min_factor: float, shape: str) -> None:
+        if shape not in ("cosine", "linear", "constant"):
+            raise ValueError(f"schedule shape must be cosine, linear or constant, got {shape!r}")
+        self.total, self.warmup, self.min_factor, self.shape = total, warmup, min_factor, shape
 
     def __call__(self, step: int) -> float:
         if step < self.warmup:
             return (step + 1) / self.warmup
-        if not self.cosine:
+        if self.shape == "constant":
             return 1.0
         t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
-        return self.min_factor + (1 - self.min_factor) * 0.5 * (1 + math.cos(math.pi * t))
+        decay = 1 - t if self.shape == "linear" else 0.5 * (1 + math.cos(math.pi * t))
+        return self.min_factor + (1 - self.min_factor) * decay
 
 
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: OptimConfig, steps_per_epoch: int, epochs: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A per-step LambdaLR (stepped after every optimiser step, so mid-epoch resumes land on the same lr)."""
-    factor = WarmupCosine(
+    factor = WarmupSchedule(
         total=steps_per_epoch * epochs,
         warmup=int(round(cfg.warmup_epochs * steps_per_epoch)),
         min_factor=cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0,
-        cosine=cfg.scheduler == "cosine",
+        shape=cfg.scheduler,
     )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
