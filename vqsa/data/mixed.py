@@ -13,6 +13,7 @@ every sample without sharing state:
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -94,14 +95,15 @@ class CorruptionSchedule:
             raise ValueError(f"epoch and index must be >= 0, got {epoch}, {index}")
         if not self.corruptions:
             return -1
-        if self.clean_fraction is not None:
-            if np.random.default_rng([self.seed, epoch, index, _STREAM_CLEAN]).random() < self.clean_fraction:
+        if self.clean_fraction is not None and self.clean_fraction > 0.0:  # a coin that lands below 0 never
+            if (self.clean_fraction == 1.0
+                    or np.random.default_rng([self.seed, epoch, index, _STREAM_CLEAN]).random() < self.clean_fraction):
                 return -1
         k = len(self._cells)
         if self.mode == "uniform":
             return int(np.random.default_rng([self.seed, epoch, index, _STREAM_UNIFORM]).integers(k))
         block, pos = divmod(index, k)
-        return int(np.random.default_rng([self.seed, epoch, block, _STREAM_BLOCK]).permutation(k)[pos])
+        return int(_block_permutation(self.seed, epoch, block, k)[pos])
 
     def draw(self, epoch: int, index: int) -> tuple[int, int]:
         """``(corruption index or CLEAN, severity)`` of sample ``index`` in ``epoch``; severity is 0 for clean."""
@@ -113,6 +115,15 @@ class CorruptionSchedule:
 
     def name(self, corruption_index: int) -> str:
         return "clean" if corruption_index == CLEAN else self.corruptions[corruption_index]
+
+
+@functools.lru_cache(maxsize=8192)
+def _block_permutation(seed: int, epoch: int, block: int, k: int) -> np.ndarray:
+    """The stratified cycle's order of the ``k`` grid cells in one block of one epoch (cached: every sample of the
+    block reads it)."""
+    order = np.random.default_rng([seed, epoch, block, _STREAM_BLOCK]).permutation(k)
+    order.flags.writeable = False
+    return order
 
 
 def sample_rng(seed: int, epoch: int, index: int, stream: int) -> np.random.Generator:

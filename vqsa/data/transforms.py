@@ -65,16 +65,22 @@ def random_resized_crop(
 
 
 def pad_random_crop(img: np.ndarray, size: int, padding: int, rng: np.random.Generator) -> np.ndarray:
-    """torchvision's RandomCrop(size, padding) with zero fill."""
+    """torchvision's RandomCrop(size, padding) with zero fill (the crop is cut from the image and the zeros
+    around it, without building the padded image)."""
     _check_image(img)
-    if padding:
-        img = np.pad(img, ((padding, padding), (padding, padding), (0, 0)))
     h, w = img.shape[:2]
-    if h < size or w < size:
-        raise ValueError(f"image of {h - 2 * padding}x{w - 2 * padding} px is too small for a {size} px crop")
-    i = int(rng.integers(0, h - size + 1))
-    j = int(rng.integers(0, w - size + 1))
-    return img[i : i + size, j : j + size]
+    if h + 2 * padding < size or w + 2 * padding < size:
+        raise ValueError(f"image of {h}x{w} px is too small for a {size} px crop")
+    top = int(rng.integers(0, h + 2 * padding - size + 1)) - padding  # the crop's corner in image coordinates
+    left = int(rng.integers(0, w + 2 * padding - size + 1)) - padding
+    if padding == 0:
+        return img[top : top + size, left : left + size]
+    out = np.zeros((size, size, img.shape[2]), dtype=img.dtype)
+    y0, y1 = max(top, 0), min(top + size, h)
+    x0, x1 = max(left, 0), min(left + size, w)
+    if y0 < y1 and x0 < x1:
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = img[y0:y1, x0:x1]
+    return out
 
 
 def random_hflip(img: np.ndarray, rng: np.random.Generator, p: float = 0.5) -> np.ndarray:
