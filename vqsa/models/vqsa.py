@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vqsa.layers import Fusion, InputNormalize, TokenSelfAttention, VectorQuantizer
+from vqsa.layers import Fusion, InputNormalize, TokenSelfAttention, VectorQuantizer, attach_aux_loss
 
 
 @dataclass
@@ -244,9 +244,18 @@ class VQSAClassifier(nn.Module):
         h = self.fc_fuse(h.flatten(1))
         out = h if pre_logits else self.fc(h)
         if not return_aux:
-            return out
+            return attach_aux_loss(out, aux_loss)  # a loss on the logits alone also trains the codebook
         return VQSAOutput(out, aux_loss, losses, indices, z, z_hat)
 
     def forward(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor | VQSAOutput:
-        """Logits (B, num_classes) for images in [0, 1]; a :class:`VQSAOutput` with ``return_aux=True``."""
+        """Logits (B, num_classes) for images in [0, 1]; a :class:`VQSAOutput` with ``return_aux=True``.
+
+        Training either way trains the codebook, with one contract per call:
+
+        - ``model(x)``: in training mode the logits carry ``L_vq + beta * L_cmt`` in their backward pass, so
+          ``cross_entropy(model(x), y).backward()`` trains the codebook and commits the backbone (as timm's and most
+          training scripts compute the loss; DDP needs no ``find_unused_parameters``).
+        - ``model(x, return_aux=True)``: the logits carry nothing; add ``out.aux_loss`` to your loss yourself (this
+          is what ``vqsa train`` does, and the way to go when the loss is scaled: GradScaler, accumulation).
+        """
         return self.forward_head(self.forward_features(x), return_aux=return_aux)
