@@ -197,7 +197,7 @@ def test_vqsa_output_is_a_dataclass():
 
 
 def test_list_and_is_model():
-    assert vqsa.list_models("cifar_*") == ["cifar_resnet20", "cifar_resnet32", "cifar_resnet8"]
+    assert vqsa.list_models("cifar_*") == ["cifar_airnet", "cifar_resnet20", "cifar_resnet32", "cifar_resnet8"]
     assert "tv:resnext101_32x8d" in vqsa.list_models("tv:resnext*")
     assert "resnet50" in vqsa.list_models("resnet5*", source="timm")
     assert vqsa.is_model("tv:resnet50") and vqsa.is_model("resnet10t") and vqsa.is_model("cifar_resnet20")

@@ -1,5 +1,5 @@
 """VQSA models: the factory, the registry, the classifier and checkpoint helpers."""
-from . import cifar_resnet  # noqa: F401  (registers the built-in CIFAR backbones)
+from . import cifar_airnet, cifar_resnet  # noqa: F401  (register the built-in CIFAR backbones)
 from ._factory import create_model
 from ._registry import is_model, list_models, register_backbone
 from .checkpoint import load_checkpoint, load_model, save_model

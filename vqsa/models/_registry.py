@@ -43,13 +43,17 @@ def list_models(pattern: str = "*", *, source: str = "all", pretrained: bool = F
     Args:
         pattern: shell-style wildcard, e.g. ``"*resnet*"`` or ``"tv:resnext*"``.
         source: ``"all"``, ``"vqsa"`` (built-in small backbones), ``"timm"`` or ``"tv"``.
-        pretrained: only names with pretrained weights (timm's listing; all listed torchvision models have them).
+        pretrained: only names with pretrained weights (vqsa's shipped ones, timm's listing; all listed torchvision
+            models have them).
     """
     if source not in ("all", "vqsa", "timm", "tv"):
         raise ValueError(f"source must be 'all', 'vqsa', 'timm' or 'tv', got {source!r}")
     names: list[str] = []
-    if source in ("all", "vqsa") and not pretrained:
-        names += fnmatch.filter(sorted(_BACKBONES), pattern)
+    if source in ("all", "vqsa"):
+        from .zoo import shipped_weights
+
+        own = sorted(n for n in _BACKBONES if not pretrained or n in shipped_weights())
+        names += fnmatch.filter(own, pattern)
     if source in ("all", "timm"):
         import timm
 

@@ -79,6 +79,7 @@ class DataConfig:
     img_size: int | None = None
     train_subset: int | None = None
     val_subset: int | None = None
+    crop_padding: int = 4  # 32-px (CIFAR-style) training crops: RandomCrop(size, padding) with zero fill
     workers: int | None = None  # null: chosen from the hardware (vqsa.train.compute)
     skip_bad: bool = False
 
@@ -175,7 +176,7 @@ _POSITIVE_OR_NULL = ("threads", "model.codebook_size", "data.train_subset", "dat
 _DEFAULT_IF_ZERO = ("model.num_classes", "data.img_size")  # 0 means null (the default), as it always has
 _BOOLEAN_WORDS = ("", "true", "false", "yes", "no", "on", "off", "none", "null")
 _NON_NEGATIVE = (
-    "save_every", "eval.val_every", "optim.lr", "optim.weight_decay", "optim.warmup_epochs",
+    "save_every", "eval.val_every", "data.crop_padding", "optim.lr", "optim.weight_decay", "optim.warmup_epochs",
     "optim.min_lr", "optim.ce_weight", "optim.momentum", "optim.label_smoothing",
 )
 # Command-line spellings familiar from timm/torchvision scripts, mapped to their dotted keys.

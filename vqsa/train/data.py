@@ -175,7 +175,7 @@ def build_datasets(
     c = cfg.corruption
     schedule = CorruptionSchedule(train_corruptions, tuple(c.severities), c.mode, c.clean_fraction, cfg.seed)
     train = MixedCorruptionDataset(
-        data.train, schedule, TrainTransform(data.img_size, data.style), profile=c.profile, pairs=c.pairs,
+        data.train, schedule, TrainTransform(data.img_size, data.style, cfg.data.crop_padding), profile=c.profile, pairs=c.pairs,
         apply_corruption=corrupt_on == "cpu", skip_bad=cfg.data.skip_bad,
     )
     val = MixedCorruptionDataset(
