@@ -35,6 +35,26 @@ def test_pickled_python_objects_are_named_and_not_unpickled(tmp_path, capsys):
     assert "argparse.Namespace" in _one_line_error(capsys.readouterr().err, "info")
 
 
+class _RunsCode:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_named_as_such_and_never_run(tmp_path, capsys):
+    path, marker = tmp_path / "evil.pt", tmp_path / "ran"
+    torch.save({"model": _RunsCode(str(marker))}, path)
+    for command, argv in [("train", ["train", "--resume", str(path)]), ("info", ["info", str(path)])]:
+        assert main(argv) == 1
+        line = _one_line_error(capsys.readouterr().err, command)
+        assert "it holds Python objects (posix.system)" in line or "(nt.system)" in line, line
+    assert not marker.exists()
+
+
 def test_resume_from_a_weights_file_points_to_the_run_folder(tmp_path, capsys):
     from vqsa.models import create_model, save_model
 

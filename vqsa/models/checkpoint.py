@@ -20,10 +20,21 @@ FORMAT = "vqsa"
 _PREFIXES = ("module.", "_orig_mod.")
 
 
-def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write ``model``'s weights and ``model.model_config`` to a safetensors file, atomically."""
+def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """A safetensors file as bytes that depend only on the tensors and the metadata: the header is written with
+    sorted keys (safetensors writes its metadata in hash order, which differs from process to process)."""
     from safetensors.torch import save
 
+    data = save(tensors, metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the data section stays 8-byte aligned, as safetensors writes it
+    return len(header).to_bytes(8, "little") + header + data[8 + n :]
+
+
+def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model``'s weights and ``model.model_config`` to a safetensors file, atomically (the same weights and
+    config always give the same bytes)."""
     from vqsa.version import __version__
 
     model = _unwrap(model)
@@ -33,7 +44,7 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"format": FORMAT, "vqsa_version": __version__, "model_config": json.dumps(config)}
     path = Path(path)
-    atomic_write_bytes(path, save(tensors, metadata=meta))
+    atomic_write_bytes(path, safetensors_bytes(tensors, meta))
     return path
 
 
@@ -83,7 +94,7 @@ def torch_load_error_message(path: str | os.PathLike, error: BaseException) -> s
     ``weights_only=False`` (vqsa never does: that would run whatever code the file holds)."""
     import re
 
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(error))
     if found:
         return (f"{path}: not a vqsa checkpoint: it holds Python objects ({found.group(1)}), and vqsa reads "
                 "checkpoints with weights_only=True (tensors and plain containers only, nothing executed)")
@@ -116,7 +127,13 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if _is_safetensors(path):
         state, meta = _read_safetensors(path)
         if "model_config" in meta:
-            config = json.loads(meta["model_config"])
+            try:
+                config = json.loads(meta["model_config"])
+            except ValueError as e:
+                raise ValueError(f"{path}: its model_config metadata is not valid JSON ({e})") from e
+            if not isinstance(config, dict):
+                raise ValueError(f"{path}: its model_config metadata is a JSON {type(config).__name__}, not an "
+                                 "object of create_model arguments")
     else:
         obj = _read_torch(path)
         if not isinstance(obj, dict):
