@@ -142,3 +142,17 @@ def test_trainer_records_its_plan_and_trains_in_it(tmp_path, monkeypatch):
     assert summary["compute"]["precision"] == "bfloat16" and summary["compute"]["workers"] == 0
     ckpt = torch.load(tmp_path / "r" / "checkpoint_last.pt", weights_only=True)
     assert ckpt["compute"]["precision"] == "bfloat16"
+
+
+def test_the_pretraining_recipe_runs_end_to_end_on_a_small_budget(tmp_path):
+    from pathlib import Path
+
+    from vqsa.cli.main import main
+
+    config = Path(__file__).resolve().parents[2] / "configs" / "cifar10_pretrain.yaml"
+    assert main(["train", "-c", str(config), "--output_dir", str(tmp_path), "--data.dataset", "digits",
+                 "--data.train_subset", "128", "--data.val_subset", "64", "--epochs", "2", "--batch_size", "64",
+                 "--optim.warmup_epochs", "1"]) == 0
+    summary = json.loads((tmp_path / "cifar10_pretrain" / "summary.json").read_text())
+    assert summary["epochs"] == 2 and 0 <= summary["val_acc"] <= 1 and summary["compute"]["workers"] == 0
+    assert summary["config"]["optim"]["nesterov"] and summary["config"]["data"]["crop_padding"] == 2

@@ -174,7 +174,7 @@ def test_help_lists_every_default(capsys, monkeypatch):
         return " ".join(lines[i:i + 2])
 
     assert "default: 10" in help_of("--epochs") and "default: 0.001" in help_of("--optim.lr")
-    assert "default: cosine; one of cosine, constant" in help_of("--optim.scheduler")
+    assert "default: cosine; one of cosine, linear, constant" in help_of("--optim.scheduler")
     assert "default: [1, 2, 3, 4, 5]" in help_of("--corruption.severities") and "--lr" in help_of("--optim.lr")
     assert "default: null" in help_of("--data.root") and "--data-root" in help_of("--data.root")
 

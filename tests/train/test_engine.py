@@ -364,9 +364,19 @@ def test_model_outputs_are_checked_against_the_classes_before_training(tmp_path,
         Trainer(_cfg(tmp_path, "many", 1, **{"model.num_classes": "12"}))
 
 
-def test_amp_off_cuda_says_it_is_ignored(tmp_path):
-    with pytest.warns(UserWarning, match="amp is for CUDA: training on cpu runs in float32"):
-        Trainer(_cfg(tmp_path, "amp", 1, amp="true", device="cpu"))
+def test_amp_on_the_cpu_trains_under_bf16_autocast(tmp_path):
+    trainer = Trainer(_cfg(tmp_path, "amp", 1, amp="true", device="cpu"))
+    assert trainer.plan.precision == "bfloat16" and trainer.plan.probe == {}  # asked for: no probe
+    seen = []
+    original = trainer.model.forward_head
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return original(*args, **kwargs)
+
+    trainer.model.forward_head = spy
+    trainer.fit()
+    assert seen and all(dtype == torch.bfloat16 for dtype in seen)
 
 
 def test_a_run_from_before_no_weight_decay_was_honoured_resumes(tmp_path, monkeypatch, capsys):

@@ -130,7 +130,7 @@ def _forks(cfg, saved: dict, config: str | None, overrides: dict) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vqsa.train.checkpointing import load_training_checkpoint, resume_path
+    from vqsa.train.checkpointing import load_resume_checkpoint, resume_path
     from vqsa.train.engine import NonFiniteLossError, train
 
     overrides = _overrides(args)
@@ -141,7 +141,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"vqsa train: error: {_BARE_HINT}", file=sys.stderr)
         return 2
     ckpt_path = None if args.resume in (None, True) else resume_path(args.resume)
-    saved = load_training_checkpoint(ckpt_path, mmap=True)["config"] if ckpt_path is not None else None
+    saved = None
+    if ckpt_path is not None:
+        saved = load_resume_checkpoint(ckpt_path, mmap=True, announce=False)[0]["config"]
     if args.config is None and saved is not None:
         cfg = load_config(None, overrides, base=saved)
     else:

@@ -1,8 +1,17 @@
-"""Training checkpoints: atomic save, ``weights_only`` load, RNG states as tensors, resume compatibility checks."""
+"""Training checkpoints: atomic save that keeps the previous one, integrity-checked ``weights_only`` load, RNG states
+as tensors, resume compatibility checks.
+
+A checkpoint is a torch zip archive; every member carries a CRC-32 that :func:`load_training_checkpoint` verifies
+before anything is read (``torch.load`` does not), so a damaged file is refused instead of resuming with garbage
+weights. :func:`save_checkpoint` keeps the one before as ``checkpoint_prev.pt``, and :func:`load_resume_checkpoint`
+falls back to it when the last one is damaged or missing.
+"""
 from __future__ import annotations
 
 import os
 import random
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +22,11 @@ from vqsa.utils.io import atomic_torch_save
 from vqsa.utils.meta import versions
 
 CHECKPOINT_NAME = "checkpoint_last.pt"
+PREVIOUS_NAME = "checkpoint_prev.pt"
+
+
+class CheckpointDamagedError(ValueError):
+    """A checkpoint whose bytes fail their integrity check (bit flips, truncation)."""
 _REQUIRED = ("model", "model_config", "optimizer", "scheduler", "epoch", "step", "rng", "config")
 
 
@@ -87,13 +101,55 @@ def resume_path(resume: str | os.PathLike) -> Path:
 
 
 def save_checkpoint(path: str | os.PathLike, **state: Any) -> None:
-    """Write a training checkpoint atomically: the given entries plus ``versions`` and the RNG states."""
+    """Write a training checkpoint atomically: the given entries plus ``versions`` and the RNG states. A checkpoint
+    already at ``path`` becomes ``checkpoint_prev.pt`` beside it (the fallback of a damaged last one)."""
     missing = [k for k in _REQUIRED if k not in state and k != "rng"]
     if missing:
         raise ValueError(f"checkpoint is missing {missing}")
     state.setdefault("rng", rng_state())
     state["versions"] = versions()
+    path = Path(path)
+    if path.is_file():
+        os.replace(path, path.with_name(PREVIOUS_NAME))
     atomic_torch_save(state, path)
+
+
+def verify_archive(path: str | os.PathLike) -> None:
+    """Raise :class:`CheckpointDamagedError` unless every member of the torch zip archive at ``path`` matches its
+    CRC-32 (files that are not zip archives are left to the loader's own checks)."""
+    path = Path(path)
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, ValueError) as e:
+        raise CheckpointDamagedError(f"{path}: damaged checkpoint archive ({e})") from e
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read the file ({e.strerror or e})") from e
+    if bad is not None:
+        raise CheckpointDamagedError(f"{path}: damaged checkpoint: {bad} fails its CRC-32 check (bits changed on "
+                                     "disk or in a copy)")
+
+
+def load_resume_checkpoint(
+    path: str | os.PathLike, *, mmap: bool = False, announce: bool = True
+) -> tuple[dict[str, Any], Path]:
+    """Load the checkpoint to resume from, and its path: ``path``, or the ``checkpoint_prev.pt`` beside a run
+    folder's ``checkpoint_last.pt`` when that one is damaged or missing (said in one line on stderr when
+    ``announce``)."""
+    path = Path(path)
+    previous = path.with_name(PREVIOUS_NAME)
+    if path.name != CHECKPOINT_NAME or not previous.is_file():
+        return load_training_checkpoint(path, mmap=mmap), path
+    try:
+        return load_training_checkpoint(path, mmap=mmap), path
+    except (CheckpointDamagedError, FileNotFoundError) as e:
+        ckpt = load_training_checkpoint(previous, mmap=mmap)
+        if announce:
+            print(f"resume: {e}; resuming from the checkpoint before it, {previous} (epoch {ckpt.get('epoch')}, "
+                  f"step {ckpt.get('step')})", file=sys.stderr)
+        return ckpt, previous
 
 
 def load_training_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
@@ -118,6 +174,7 @@ def load_training_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> 
         weights_file = False
     if weights_file:
         raise ValueError(f"{path}: a weights file (model weights only), not a training checkpoint: {resume_hint}")
+    verify_archive(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign or damaged files

@@ -33,7 +33,7 @@ from .checkpointing import (
     CHECKPOINT_NAME,
     check_resume_compatible,
     load_module_runtime_state,
-    load_training_checkpoint,
+    load_resume_checkpoint,
     module_runtime_state,
     resume_path,
     save_checkpoint,
@@ -150,7 +150,9 @@ class Trainer:
             )
         if elsewhere and self.main:
             print(f"resume: continuing {ckpt_path} in the run folder {self.run_dir}", file=sys.stderr)
-        ckpt = load_training_checkpoint(ckpt_path) if ckpt_path else None
+        ckpt = None
+        if ckpt_path is not None:
+            ckpt, ckpt_path = load_resume_checkpoint(ckpt_path)
         weights = cfg.model.pretrained
         if model is None and ckpt is None and isinstance(weights, str) and not Path(weights).is_file():
             raise FileNotFoundError(f"model.pretrained: no weights file at {weights!r}")  # before the data is read
