@@ -18,7 +18,7 @@ behaves correctly under DDP.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -193,6 +193,7 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("ema_cluster_size", torch.full((codebook_size,), _EMA_PRIOR_COUNT))
             self.register_buffer("ema_embed_sum", codebook * _EMA_PRIOR_COUNT)
         self.register_buffer("initted", torch.tensor(init not in DATA_INITS))
+        self._initted_seen = bool(self.initted)  # host-side copy of `initted`: no sync (or graph break) per step
         self.register_buffer("usage_counts", torch.zeros(codebook_size, dtype=torch.int64), persistent=False)
         self.register_buffer("window_counts", torch.zeros(codebook_size, dtype=torch.int64), persistent=False)
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64), persistent=False)
@@ -270,8 +271,10 @@ class VectorQuantizer(nn.Module):
         """Quantize ``z``: returns ``(quantized, indices, loss[, LossBreakdown])``; the loss is 0 in eval."""
         flat, lead = self._flatten(z)
         if self.training:
-            if not bool(self.initted):
-                self.init_from_features(flat)
+            if not self._initted_seen:
+                if not bool(self.initted):
+                    self.init_from_features(flat)
+                self._initted_seen = True
             if self.dead_code_threshold > 0:
                 self._remember(flat)
                 self._maybe_restart(flat)
@@ -346,6 +349,10 @@ class VectorQuantizer(nn.Module):
         else:
             idx = torch.randint(n, (k,), generator=self._generator)
         return flat[idx.to(flat.device)]
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._initted_seen = bool(self.initted)
 
     @torch.no_grad()
     def init_from_features(self, features: torch.Tensor, method: str | None = None) -> None:
