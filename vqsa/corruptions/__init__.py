@@ -11,18 +11,22 @@ import importlib
 from typing import Any
 
 from ._api import MIN_SIZE, as_generator, corrupt, derive_rng, get_corruption_function, get_corruption_names, resolve_profile
+from ._compat import corruption_dict, corruption_tuple
 from ._frost import frost_dir, set_frost_dir
 from ._params import CORRUPTIONS, PARAMS, PROFILES, SUBSETS
 
 _BATCHED = ("RandomCorruption", "corrupt_batch")
 
 __all__ = [
-    "CORRUPTIONS", "MIN_SIZE", "PARAMS", "PROFILES", "SUBSETS", "as_generator", "corrupt", "derive_rng",
-    "frost_dir", "get_corruption_function", "get_corruption_names", "resolve_profile", "set_frost_dir", *_BATCHED,
+    "CORRUPTIONS", "MIN_SIZE", "PARAMS", "PROFILES", "SUBSETS", "as_generator", "corrupt", "corruption_dict",
+    "corruption_tuple", "derive_rng", "frost_dir", "get_corruption_function", "get_corruption_names",
+    "resolve_profile", "set_frost_dir", *_BATCHED, *CORRUPTIONS,
 ]
 
 
 def __getattr__(name: str) -> Any:
     if name in _BATCHED:
         return getattr(importlib.import_module("vqsa.corruptions.batched"), name)
+    if name in corruption_dict:  # imagecorruptions' per-corruption functions: vqsa.corruptions.gaussian_noise(x, 3)
+        return corruption_dict[name]
     raise AttributeError(f"module 'vqsa.corruptions' has no attribute {name!r}")

@@ -69,6 +69,20 @@ def as_generator(rng: None | int | np.random.Generator) -> np.random.Generator:
     raise TypeError(f"rng must be None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
 
 
+def global_generator() -> np.random.Generator:
+    """A generator seeded by one draw from numpy's global RNG: after ``np.random.seed(s)`` the same calls give the
+    same corruptions, the only seeding imagecorruptions users have."""
+    return np.random.default_rng(int(np.random.randint(0, 2**63 - 1, dtype=np.int64)))
+
+
+def check_severity(severity: object) -> None:
+    """Raise unless ``severity`` is an int in 1..5."""
+    if not isinstance(severity, numbers.Integral) or isinstance(severity, bool):
+        raise TypeError(f"severity must be an int in [1, 5], got {type(severity).__name__}")
+    if not 1 <= severity <= 5:
+        raise ValueError(f"severity must be in [1, 5], got {severity}")
+
+
 def derive_rng(seed: int, *key: object) -> np.random.Generator:
     """A generator that depends only on ``seed`` and ``key`` (stable across runs, processes and platforms).
 
@@ -123,8 +137,9 @@ def corrupt(image: np.ndarray, severity: int = 1, corruption_name: str | None = 
         severity: 1..5.
         corruption_name: one of ``get_corruption_names("all")``; takes precedence over ``corruption_number``.
         corruption_number: index 0..18 into that list (used when ``corruption_name`` is None).
-        rng: None (fresh random draw), an int seed (same output on every call and platform) or a
-            ``np.random.Generator`` (advanced in place).
+        rng: None (a draw from numpy's global RNG, so ``np.random.seed`` makes calls reproducible, as in
+            imagecorruptions), an int seed (same output on every call and platform) or a ``np.random.Generator``
+            (advanced in place).
         profile: parameter table: "imagenet" (ImageNet-C, 224 px), "cifar" (CIFAR-10-C, 32 px), "tinyimagenet"
             (Tiny-ImageNet-C, 64 px) or "auto" (by min(H, W): <= 40 cifar, <= 80 tinyimagenet, else imagenet).
 
@@ -134,13 +149,10 @@ def corrupt(image: np.ndarray, severity: int = 1, corruption_name: str | None = 
         for grey input.)
     """
     name = _resolve_name(corruption_name, corruption_number)
-    if not isinstance(severity, numbers.Integral) or isinstance(severity, bool):
-        raise TypeError(f"severity must be an int in [1, 5], got {type(severity).__name__}")
-    if not 1 <= severity <= 5:
-        raise ValueError(f"severity must be in [1, 5], got {severity}")
+    check_severity(severity)
     x = _as_rgb(image)
     resolved = resolve_profile(profile, x.shape[0], x.shape[1])
-    generator = as_generator(rng)
+    generator = global_generator() if rng is None else as_generator(rng)
     out = get_corruption_function(name)(x, int(severity), generator, resolved)
     if out.dtype != np.uint8:
         out = np.clip(out, 0, 255).astype(np.uint8, order="C")
