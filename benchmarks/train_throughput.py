@@ -1,82 +1,108 @@
-"""Training throughput with on-the-fly corruption vs the same loop on pre-corrupted input (goal: >= 0.9x).
+"""Training throughput of ``vqsa train`` against the network's best synthetic-input step rate (goal: >= 0.8x).
 
-Both runs use the real ``vqsa.train`` loop (DataLoader workers, uint8 crops, Eq. 10 loss, Adam): "on the fly" corrupts
-each crop in the workers with the CPU engine (clean + 15 corruptions x 5 severities, stratified cycle); "pre-corrupted"
-feeds images corrupted once beforehand with the same draw, through the same loop with the corruption step off.
-Throughput is measured on the last epoch (the first warms up). Prints both figures and their ratio.
+Both figures come from this process, one after the other, on all the cores torch may use:
 
-    python benchmarks/train_throughput.py --data-root $VQSA_DATA --images 2048 --workers 1
+- *synthetic*: the bare training step (forward with ``return_aux``, CE + aux loss, backward, Adam step) on one
+  random batch kept in memory, in float32 and under bfloat16 autocast; the faster one is the reference;
+- *vqsa train*: the real loop with its default (auto) settings on CIFAR-10 images, every image corrupted on the
+  fly (the 15 common corruptions x severities 1-5, ``clean_fraction: 0``), timed over the last epoch.
+
+    python benchmarks/train_throughput.py --data-root $VQSA_DATA
+    python benchmarks/train_throughput.py --data-root $VQSA_DATA --model cifar_airnet --vq
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 
 
+def synthetic_rate(model_name: str, vq: bool, batch: int, precision: str, steps: int) -> float:
+    """Images/s of the bare training step on a fixed random batch (best of ``steps`` after two warm-up steps)."""
+    import torch
+    import torch.nn.functional as F
+
+    from vqsa.models import create_model
+
+    torch.manual_seed(0)
+    kwargs = {"codebook_size": 128} if vq else {}
+    model = create_model(model_name, num_classes=10, vq=vq, **kwargs).to(memory_format=torch.channels_last)
+    model.check_inputs = False
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    dtype = torch.bfloat16 if precision == "bfloat16" else None
+    best = float("inf")
+    for i in range(steps + 2):
+        t = time.perf_counter()
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            out = model(x, return_aux=True)
+            loss = F.cross_entropy(out.logits.float(), y) + out.aux_loss.float()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            best = min(best, time.perf_counter() - t)
+    return batch / best
+
+
+def loop_rate(args: argparse.Namespace) -> tuple[float, dict]:
+    """Images/s of ``vqsa train`` (last epoch) with every image corrupted on the fly, and its compute plan."""
+    from vqsa.train.config import load_config
+    from vqsa.train.engine import Trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = {
+            "output_dir": tmp, "name": "bench", "epochs": args.epochs, "batch_size": args.batch_size,
+            "model.name": args.model, "model.vq": args.vq, "data.dataset": "cifar10", "data.root": args.data_root,
+            "data.train_subset": args.images, "data.val_subset": 500, "corruption.corruptions": "common",
+            "corruption.clean_fraction": 0.0, "corruption.profile": "cifar", "eval.enabled": False,
+            "eval.val_every": 0, "log_every": 10_000,
+        }
+        if args.vq:
+            overrides["model.codebook_size"] = 128
+        trainer = Trainer(load_config(None, overrides))
+        trainer.fit()
+        return trainer.logger.history[-1]["images_per_s"], trainer.plan.to_dict()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data-root", default=None, help="CIFAR-10 folder (else $VQSA_DATA, else sklearn digits)")
+    p.add_argument("--data-root", default=None, help="folder holding CIFAR-10 (else $VQSA_DATA)")
     p.add_argument("--model", default="cifar_resnet20")
-    p.add_argument("--codebook-size", type=int, default=128)
-    p.add_argument("--images", type=int, default=2048)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=2, help="epochs per mode; the last one is measured")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: CPU cores - workers, >= 1)")
+    p.add_argument("--vq", action="store_true", help="VQSA (concat + SA, 128 codes) instead of the plain network")
+    p.add_argument("--images", type=int, default=8192, help="training images per epoch")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=2, help="epochs of the real loop; the last one is timed")
+    p.add_argument("--steps", type=int, default=8, help="timed synthetic steps per precision")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args()
-
-    import os
 
     import torch
 
-    torch.set_num_threads(args.threads or max(1, (os.cpu_count() or 1) - args.workers))
+    from vqsa.utils.meta import machine, usable_cpus, versions
 
-    from vqsa.corruptions import corrupt
-    from vqsa.data.cifar import ArrayDataset
-    from vqsa.data.mixed import ArraySource, CorruptionSchedule
-    from vqsa.demo import load_demo_data
-    from vqsa.train.config import load_config
-    from vqsa.train.data import TrainData, resolve_corruptions
-    from vqsa.train.engine import Trainer
-
-    train, _, note = load_demo_data(args.data_root, download=False)
-    train = train.subset(args.images, seed=0)
-    names = resolve_corruptions("common")
-    print(f"data: {note}, {len(train)} images; model {args.model}; batch {args.batch_size}; workers {args.workers}; "
-          f"torch threads {torch.get_num_threads()}", file=sys.stderr)
-
-    # Pre-corrupt once with the draw the loop would make (epoch 0), so both runs see the same kind of pixels.
-    schedule = CorruptionSchedule(names, seed=0)
-    t = time.perf_counter()
-    pre = train.images.copy()
-    for i in range(len(train)):
-        c, s = schedule.draw(0, i)
-        if c >= 0:
-            pre[i] = corrupt(train.images[i], s, names[c], rng=i, profile="cifar")
-    corrupt_ms = 1000 * (time.perf_counter() - t) / len(train)
-    pre_ds = ArrayDataset(pre, train.labels, train.classes, "pre-corrupted")
-
-    def measure(ds: ArrayDataset, corruptions: str | list[str]) -> float:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = load_config(None, {
-                "output_dir": tmp, "name": "bench", "epochs": args.epochs, "batch_size": args.batch_size,
-                "model.name": args.model, "model.codebook_size": args.codebook_size, "data.workers": args.workers,
-                "corruption.corruptions": corruptions, "corruption.profile": "cifar", "eval.enabled": False,
-                "eval.val_every": 0, "log_every": 10_000,
-            })
-            data = TrainData(ArraySource(ds), ArraySource(ds), ds.classes, 32, "cifar", None, ds.source)
-            trainer = Trainer(cfg, data=data)
-            trainer.fit()
-            return trainer.logger.history[-1]["images_per_s"]
-
-    onthefly = measure(train, "common")
-    precorrupted = measure(pre_ds, [])
-    print(f"CPU corruption cost: {corrupt_ms:.2f} ms/image (mean over the draw, one core)")
-    print(f"on-the-fly corruption : {onthefly:8.1f} images/s")
-    print(f"pre-corrupted input   : {precorrupted:8.1f} images/s")
-    print(f"ratio                 : {onthefly / precorrupted:8.3f}x (goal >= 0.9)")
+    torch.set_num_threads(usable_cpus())
+    synthetic = {prec: synthetic_rate(args.model, args.vq, args.batch_size, prec, args.steps)
+                 for prec in ("float32", "bfloat16")}
+    best = max(synthetic, key=synthetic.get)
+    real, plan = loop_rate(args)
+    ratio = real / synthetic[best]
+    what = f"{args.model}" + (" + VQSA" if args.vq else "")
+    print(f"{what}, batch {args.batch_size}, {torch.get_num_threads()} threads")
+    for prec, rate in synthetic.items():
+        print(f"synthetic step, {prec:9s}: {rate:8.1f} images/s")
+    print(f"vqsa train, every image corrupted on the fly: {real:8.1f} images/s ({plan['precision']}, "
+          f"{plan['threads']} threads, {plan['workers']} workers, corruptions on {plan['corrupt_on']})")
+    print(f"ratio to the best synthetic rate ({best}): {ratio:.3f} (goal >= 0.8)")
+    if args.json:
+        record = {"model": what, "batch_size": args.batch_size, "images": args.images, "synthetic": synthetic,
+                  "train_loop": real, "ratio": ratio, "plan": plan, "versions": versions(), "machine": machine()}
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=2)
     return 0
 
 
