@@ -69,8 +69,10 @@ def add_study_arguments(p: argparse.ArgumentParser, rows: dict, default_rows: tu
     s.add_argument("--set", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"), help=set_help)
     r = p.add_argument_group("run")
     r.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    r.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPU)")
-    r.add_argument("--workers", type=int, default=4, help="DataLoader workers (corruption runs in them)")
+    r.add_argument("--amp", action="store_true", default=None,
+                   help="force bfloat16 autocast (default: vqsa train's choice, bf16 on CPUs where it is faster)")
+    r.add_argument("--workers", type=int, default=None,
+                   help="DataLoader workers (default: vqsa train's choice for the machine)")
 
 
 def check_study_arguments(p: argparse.ArgumentParser, args: argparse.Namespace, rows: dict) -> argparse.Namespace:
