@@ -263,3 +263,25 @@ def test_pretrained_without_network_says_so(name, monkeypatch, tmp_path):
     monkeypatch.setattr(timm.models._builder, "load_state_dict_from_url", offline)
     with pytest.raises(RuntimeError, match="could not load pretrained weights.*Network is unreachable"):
         vqsa.create_model(name, vq=False, pretrained=True)
+
+
+def test_timm_pretrained_cfg_keys_name_the_classifier_first_conv_and_pool_size():
+    for name, pool in (("cifar_resnet20", (8, 8)), ("cifar_airnet", (3, 3)), ("tv:resnet18", (7, 7))):
+        cfg = vqsa.create_model(name, num_classes=10, codebook_size=8).pretrained_cfg
+        assert cfg["classifier"] == "fc" and cfg["pool_size"] == pool, name
+        assert cfg["first_conv"].startswith("backbone.") and cfg["first_conv"].endswith(("conv1", "stem"))
+
+
+@pytest.mark.parametrize("kwargs, match", [({"features_only": True}, "features_only"),
+                                           ({"global_pool": ""}, "unpooled")])
+def test_options_that_leave_no_pooled_feature_are_refused_at_creation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        vqsa.create_model("resnet18", num_classes=10, **kwargs)
+
+
+def test_one_channel_input_gets_grey_statistics_and_runs():
+    model = vqsa.create_model("cifar_resnet8", num_classes=4, codebook_size=8, in_chans=1)
+    assert model(torch.rand(2, 1, 32, 32)).shape == (2, 4)
+    assert model.pretrained_cfg["mean"] == (0.0,) and len(model.model_config["mean"]) == 1
+    with pytest.raises(ValueError, match="in_chans=1 needs mean and std"):
+        vqsa.create_model("cifar_resnet8", num_classes=4, in_chans=1, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))

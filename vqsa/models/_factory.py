@@ -19,6 +19,17 @@ _VQ_OPTIONS = (
 DEFAULT_CODEBOOK_SIZE = 10000
 
 
+def _refuse_unpooled(kwargs: dict[str, Any]) -> None:
+    """Backbone options that leave no pooled feature for the codebook fail here, not in the first forward pass."""
+    if kwargs.get("features_only"):
+        raise ValueError("features_only=True builds a multi-scale feature extractor without the pooled feature that "
+                         "the codebook quantizes: use timm.create_model(name, features_only=True) for that, or a vqsa "
+                         "model's forward_features / forward_intermediates")
+    if "global_pool" in kwargs and kwargs["global_pool"] in ("", None):
+        raise ValueError(f"global_pool={kwargs['global_pool']!r} leaves the features unpooled, but the codebook "
+                         "quantizes the pooled feature: pass a pooling ('avg', 'max', 'token', ...) or leave it out")
+
+
 def create_model(
     name: str,
     num_classes: int = 1000,
@@ -77,6 +88,7 @@ def create_model(
         pretrained = bool(pretrained)  # argparse-style None, and 0 / 1, as before paths were accepted
     if not isinstance(pretrained, (bool, str, os.PathLike)):
         raise TypeError(f"pretrained must be True/False or a weights file path, got {pretrained!r}")
+    _refuse_unpooled(kwargs)
     vq_opts = {k: kwargs.pop(k) for k in _VQ_OPTIONS if k in kwargs}
     if codebook_preset is not None:
         if not vq:
@@ -128,6 +140,13 @@ def create_model(
         raise TypeError(f"model options must be JSON-serialisable (they are saved with the weights): {e}") from e
 
     backbone, classifier = build_backbone(name, num_classes, pretrained=pretrained, cifar_stem=cifar_stem, **kwargs)
+    in_chans = int(kwargs.get("in_chans", 3))
+    if in_chans != 3 and mean is None and std is None:  # one grey statistic per channel, from the RGB ones
+        mean = [sum(backbone.mean) / len(backbone.mean)] * in_chans
+        std = [sum(backbone.std) / len(backbone.std)] * in_chans
+        config.update(mean=mean, std=std)
+    if len(config.get("mean", backbone.mean)) != in_chans or len(config.get("std", backbone.std)) != in_chans:
+        raise ValueError(f"in_chans={in_chans} needs mean and std with {in_chans} value(s) each")
     quantizer = None
     if vq:
         vq_keys = ("codebook_size", "distance", "commitment_weight", *vq_opts)

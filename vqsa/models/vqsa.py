@@ -49,6 +49,21 @@ class VQSAOutput:
     quantized: torch.Tensor | None = None
 
 
+def _pool_size(backbone: nn.Module, channels: int) -> tuple[int, int] | None:
+    """The spatial size of ``forward_features`` at the backbone's input size (timm's ``pool_size``; None for
+    token outputs): the backbone's own timm value, else measured with one forward pass of a blank image."""
+    timm_cfg = getattr(getattr(backbone, "model", None), "pretrained_cfg", None) or {}
+    if "pool_size" in timm_cfg:
+        return tuple(timm_cfg["pool_size"]) if timm_cfg["pool_size"] else None
+    was_training = backbone.training
+    try:
+        with torch.no_grad():
+            feats = backbone.eval().forward_features(torch.zeros(1, channels, *backbone.input_size[1:]))
+    finally:
+        backbone.train(was_training)
+    return tuple(int(v) for v in feats.shape[-2:]) if feats.ndim == 4 else None
+
+
 class VQSAClassifier(nn.Module):
     """Image classifier with an optional codebook between the pooled backbone feature and the head.
 
@@ -98,13 +113,16 @@ class VQSAClassifier(nn.Module):
         # What timm's resolve_data_config reads: the backbone's preprocessing (size, crop, interpolation), but no
         # outer normalisation, since the model takes [0, 1] images.
         self.pretrained_cfg = {
-            "input_size": tuple(backbone.input_size),
+            "input_size": (len(mean), *backbone.input_size[1:]),
             "crop_pct": 0.875,
             "interpolation": "bilinear",
             **getattr(backbone, "data_cfg", {}),
-            "mean": (0.0, 0.0, 0.0),
-            "std": (1.0, 1.0, 1.0),
+            "mean": (0.0,) * len(mean),
+            "std": (1.0,) * len(std),
             "num_classes": num_classes,
+            "classifier": "fc",
+            "first_conv": next((n for n, m in self.named_modules() if isinstance(m, nn.Conv2d)), None),
+            "pool_size": _pool_size(backbone, len(mean)),
         }
         if vq is not None:
             self._ddp_params_and_buffers_to_ignore = [f"vq.{n}" for n in vq._ddp_params_and_buffers_to_ignore]
