@@ -282,6 +282,7 @@ def test_options_that_leave_no_pooled_feature_are_refused_at_creation(kwargs, ma
 def test_one_channel_input_gets_grey_statistics_and_runs():
     model = vqsa.create_model("cifar_resnet8", num_classes=4, codebook_size=8, in_chans=1)
     assert model(torch.rand(2, 1, 32, 32)).shape == (2, 4)
-    assert model.pretrained_cfg["mean"] == (0.0,) and len(model.model_config["mean"]) == 1
+    assert model.pretrained_cfg["mean"] == (0.0,) and model.pretrained_cfg["input_size"] == (1, 32, 32)
+    assert len(model.model_config["mean"]) == 1
     with pytest.raises(ValueError, match="in_chans=1 needs mean and std"):
         vqsa.create_model("cifar_resnet8", num_classes=4, in_chans=1, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))

@@ -124,6 +124,7 @@ class VQSAClassifier(nn.Module):
             "first_conv": next((n for n, m in self.named_modules() if isinstance(m, nn.Conv2d)), None),
             "pool_size": _pool_size(backbone, len(mean)),
         }
+        self.pretrained_cfg["input_size"] = (len(mean), *self.pretrained_cfg["input_size"][1:])  # in_chans
         if vq is not None:
             self._ddp_params_and_buffers_to_ignore = [f"vq.{n}" for n in vq._ddp_params_and_buffers_to_ignore]
 
