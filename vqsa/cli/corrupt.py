@@ -153,6 +153,12 @@ def _check_output_size(resize: int | None, center_crop: int | None) -> None:
     it is a setting problem, not a bad file that --skip-bad could skip)."""
     from vqsa.corruptions import MIN_SIZE
 
+    if resize and center_crop and resize < center_crop:
+        import warnings
+
+        warnings.warn(f"--resize {resize} is smaller than --center-crop {center_crop}: the crop of every image will be "
+                      f"mostly black padding around a {resize}-px image; resize to {center_crop} or more, or pass "
+                      "--center-crop none", UserWarning, stacklevel=2)
     side, flag = (center_crop, "--center-crop") if center_crop else (resize, "--resize")
     if side and side < MIN_SIZE:
         made = f"every image {side}x{side}" if flag == "--center-crop" else f"the short side of every image {side} px"

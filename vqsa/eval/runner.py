@@ -241,6 +241,9 @@ def _forward(model: Callable[..., torch.Tensor], x: torch.Tensor, amp: bool, dev
     if out.ndim != 2 or out.shape[0] != x.shape[0]:
         raise ValueError(f"the model must return logits of shape (batch, classes); got {tuple(out.shape)} for a "
                          f"batch of {x.shape[0]}")
+    if not bool(torch.isfinite(out).all()):  # Python shows a warning once per call site
+        warnings.warn("the model returned NaN or Inf logits: its errors count those images as misclassified (are "
+                      "its weights finite? a diverged run, a damaged file)", UserWarning, stacklevel=3)
     return out
 
 
