@@ -66,3 +66,14 @@ def test_cli_resume_without_a_good_checkpoint_fails_in_one_line(tmp_path, capsys
     assert main(["train", "--resume", str(tmp_path / "run")]) == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(lines) == 1 and "damaged checkpoint" in lines[0] and CHECKPOINT_NAME in lines[0]
+
+
+@pytest.mark.parametrize("content", [b"\x95\x00\xff binary", b"- a\n- list\n", b"key: [unclosed"])
+def test_evaluate_uses_the_checkpoints_config_when_config_yaml_is_unreadable(tmp_path, content):
+    from vqsa.eval.model import load_for_eval
+
+    Trainer(_cfg(tmp_path, "run", 1)).fit()
+    (tmp_path / "run" / "config.yaml").write_bytes(content)
+    with pytest.warns(UserWarning, match="config.yaml: unreadable .*config stored in the checkpoint"):
+        _, _, corruptions = load_for_eval(tmp_path / "run")
+    assert corruptions == ["gaussian_noise", "impulse_noise", "contrast", "pixelate"]

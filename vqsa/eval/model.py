@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,14 +82,22 @@ def _train_corruptions(path: Path) -> list[str] | str | None:
 
 
 def _training_config(path: Path) -> dict[str, Any] | None:
+    """The run's training config: its ``config.yaml``, else (missing or unreadable, said in a warning) the copy
+    stored in the checkpoint."""
     run_dir = path if path.is_dir() else path.parent
     yaml_path = run_dir / "config.yaml"
     if yaml_path.is_file():
         import yaml
 
-        with open(yaml_path) as f:
-            cfg = yaml.safe_load(f)
-        return cfg if isinstance(cfg, dict) else None
+        try:
+            cfg = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+            if not isinstance(cfg, dict):
+                raise ValueError(f"a YAML {type(cfg).__name__}, not a mapping")
+            return cfg
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as e:
+            problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+            warnings.warn(f"{yaml_path}: unreadable ({problem}); using the config stored in the checkpoint",
+                          UserWarning, stacklevel=3)
     file = path if path.is_file() else run_dir / "checkpoint_last.pt"
     if file.suffix == ".pt" and file.is_file():
         import pickle
