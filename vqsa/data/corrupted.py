@@ -238,6 +238,19 @@ def imagenet_c(
     return FolderImages(folder, resize=None, crop=224, label_space="imagenet", file_lists=file_lists)
 
 
+def load_npy(path: Path) -> np.ndarray:
+    """A memory-mapped ``.npy`` array; a damaged file (truncated, empty, not a .npy, pickled objects) is a one-line
+    ``ValueError`` naming it."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        size = path.stat().st_size if path.is_file() else 0
+        why = "it is empty" if size == 0 else str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "mmap length is greater than file size" in why:
+            why = "it is shorter than its header says (truncated)"
+        raise ValueError(f"{path}: not a readable .npy array ({why})") from e
+
+
 def cifar10_c(root: str | os.PathLike, corruption: str, severity: int) -> ArrayImages:
     """One cell of released CIFAR-10-C: rows ``(severity-1)*n .. severity*n`` of ``<root>/<corruption>.npy``
     (memory-mapped; ``n`` = a fifth of the rows, 10000 in the release) with ``labels.npy``."""
@@ -249,10 +262,13 @@ def cifar10_c(root: str | os.PathLike, corruption: str, severity: int) -> ArrayI
         raise FileNotFoundError(f"CIFAR-10-C labels {str(label_path)!r} are missing")
     if severity not in (1, 2, 3, 4, 5):
         raise ValueError(f"severity must be 1..5, got {severity!r}")
-    images = np.load(path, mmap_mode="r", allow_pickle=False)
-    labels = np.load(label_path, mmap_mode="r", allow_pickle=False)
-    if images.ndim != 4 or len(images) % 5 or len(labels) != len(images):
-        raise ValueError(f"{path}: expected (5*n, H, W, 3) images and as many labels, got {images.shape} and "
+    images, labels = load_npy(path), load_npy(label_path)
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or len(images) % 5:
+        raise ValueError(f"{path}: expected uint8 images of shape (5*n, H, W, 3), got {images.dtype} {images.shape}")
+    if images.shape[1:3] != (32, 32):
+        raise ValueError(f"{path}: holds {images.shape[1]}x{images.shape[2]} images; CIFAR-10-C images are 32x32")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise ValueError(f"{label_path}: expected {len(images)} labels (one per row of {path.name}), got "
                          f"{labels.shape}")
     n = len(images) // 5
     rows = slice((severity - 1) * n, severity * n)

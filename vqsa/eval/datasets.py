@@ -15,7 +15,7 @@ import torch
 from vqsa import metrics
 from vqsa.corruptions.dataset_writer import MANIFEST_NAME, read_manifest
 from vqsa.data.cifar import CIFAR10_CLASSES, ArrayDataset, find_cifar10, load_cifar10
-from vqsa.data.corrupted import ArrayImages, CorruptedImages, EvalImages, FolderImages, cifar10_c, imagenet_c
+from vqsa.data.corrupted import ArrayImages, CorruptedImages, EvalImages, FolderImages, cifar10_c, imagenet_c, load_npy
 from vqsa.data.imagenet_subsets import subset_indices, subset_wnids, wnid_to_index
 from vqsa.data.paths import resolve_data_root
 from vqsa.utils import distributed as dist
@@ -253,7 +253,7 @@ def _cifar10_c_clean(released: Path, clean_set: ArrayImages | None, clean: bool
     that cannot be reconciled raises ValueError when the clean images are to be evaluated (``clean=True``); with
     ``clean=False`` it only leaves the examples unnamed.
     """
-    labels = np.load(released / "labels.npy", mmap_mode="r", allow_pickle=False)
+    labels = load_npy(released / "labels.npy")
     if labels.ndim != 1 or len(labels) % 5:
         raise ValueError(f"{released / 'labels.npy'}: expected 5 * n labels (severities 1..5), got {labels.shape}")
     n = len(labels) // 5
