@@ -28,6 +28,7 @@ from PIL import Image
 from vqsa.corruptions._api import derive_rng
 from vqsa.utils.io import atomic_open, atomic_write_bytes, atomic_write_json
 from vqsa.utils.paths import walk_tree
+from vqsa.utils.lock import LOCK_NAME, folder_lock
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 MANIFEST_NAME = "vqsa_corrupt.json"
@@ -322,17 +323,18 @@ def corrupt_folder(
         "jpeg_quality": job.jpeg_quality,
         "seed": job.seed,
     }
-    _claim_destination(job.dst, "folder", settings, {"source": str(job.src.resolve())})
-    start, stale = time.perf_counter(), _remove_stale_temporaries(job.dst)
-    written = skipped = 0
-    bad: list[str] = []
-    with _progress_bar(len(files), "images", progress) as bar:
-        for _, (w, s, b) in _run_tasks(_corrupt_file, [(job, rel) for rel in files], jobs):
-            written, skipped = written + w, skipped + s
-            if b is not None:
-                bad.append(b)
-            bar.update(1)
-    return WriteSummary(written, skipped, tuple(bad), stale, time.perf_counter() - start, "files")
+    with folder_lock(job.dst):
+        _claim_destination(job.dst, "folder", settings, {"source": str(job.src.resolve())})
+        start, stale = time.perf_counter(), _remove_stale_temporaries(job.dst)
+        written = skipped = 0
+        bad: list[str] = []
+        with _progress_bar(len(files), "images", progress) as bar:
+            for _, (w, s, b) in _run_tasks(_corrupt_file, [(job, rel) for rel in files], jobs):
+                written, skipped = written + w, skipped + s
+                if b is not None:
+                    bad.append(b)
+                bar.update(1)
+        return WriteSummary(written, skipped, tuple(bad), stale, time.perf_counter() - start, "files")
 
 
 def _check_unique_outputs(files: Sequence[PurePosixPath], jpeg_quality: int | None) -> None:
@@ -416,32 +418,33 @@ def corrupt_arrays(
         "image_shape": list(images.shape[1:]),
         "keys_sha256": hashlib.sha256(keys.tobytes()).hexdigest(),
     }
-    _claim_destination(dst, "arrays", settings, info or {})
-    start, stale = time.perf_counter(), _remove_stale_temporaries(dst)
-    shape = (len(sev) * len(images), *images.shape[1:])
-    label_rows = np.tile(labels.astype(np.uint8), len(sev))
-    if not _existing_npy_matches(dst / "labels.npy", label_rows.shape, label_rows):
-        _save_npy(dst / "labels.npy", label_rows)
-    skipped, todo = 0, []
-    for name in names:
-        if _existing_npy_matches(dst / f"{name}.npy", shape):
-            skipped += 1
-        else:
-            todo.append(name)
-    chunk = max(1, min(500, -(-len(images) // (4 * max(1, jobs)))))
-    starts = range(0, len(images), chunk)
-    meta = [(name, k) for name in todo for k in range(len(starts))]
-    tasks = [(images[starts[k] : starts[k] + chunk], keys[starts[k] : starts[k] + chunk], name, sev, profile, seed)
-             for name, k in meta]
-    parts: dict[str, list[np.ndarray | None]] = {name: [None] * len(starts) for name in todo}
-    with _progress_bar(len(todo) * len(images), "images", progress) as bar:
-        for i, result in _run_tasks(_corrupt_chunk, tasks, jobs):
-            name, k = meta[i]
-            parts[name][k] = result
-            bar.update(result.shape[1])
-            if all(p is not None for p in parts[name]):
-                _save_npy(dst / f"{name}.npy", np.concatenate(parts.pop(name), axis=1).reshape(shape))
-    return WriteSummary(len(todo), skipped, (), stale, time.perf_counter() - start, "arrays")
+    with folder_lock(dst):
+        _claim_destination(dst, "arrays", settings, info or {})
+        start, stale = time.perf_counter(), _remove_stale_temporaries(dst)
+        shape = (len(sev) * len(images), *images.shape[1:])
+        label_rows = np.tile(labels.astype(np.uint8), len(sev))
+        if not _existing_npy_matches(dst / "labels.npy", label_rows.shape, label_rows):
+            _save_npy(dst / "labels.npy", label_rows)
+        skipped, todo = 0, []
+        for name in names:
+            if _existing_npy_matches(dst / f"{name}.npy", shape):
+                skipped += 1
+            else:
+                todo.append(name)
+        chunk = max(1, min(500, -(-len(images) // (4 * max(1, jobs)))))
+        starts = range(0, len(images), chunk)
+        meta = [(name, k) for name in todo for k in range(len(starts))]
+        tasks = [(images[starts[k] : starts[k] + chunk], keys[starts[k] : starts[k] + chunk], name, sev, profile, seed)
+                 for name, k in meta]
+        parts: dict[str, list[np.ndarray | None]] = {name: [None] * len(starts) for name in todo}
+        with _progress_bar(len(todo) * len(images), "images", progress) as bar:
+            for i, result in _run_tasks(_corrupt_chunk, tasks, jobs):
+                name, k = meta[i]
+                parts[name][k] = result
+                bar.update(result.shape[1])
+                if all(p is not None for p in parts[name]):
+                    _save_npy(dst / f"{name}.npy", np.concatenate(parts.pop(name), axis=1).reshape(shape))
+        return WriteSummary(len(todo), skipped, (), stale, time.perf_counter() - start, "arrays")
 
 
 def corrupt_cifar10(
@@ -541,7 +544,7 @@ def _claim_destination(dst: Path, kind: str, settings: dict[str, Any], info: dic
         return
     if dst.exists() and not dst.is_dir():
         raise ValueError(f"destination {str(dst)!r} exists and is not a folder")
-    if dst.is_dir() and any(dst.iterdir()):
+    if dst.is_dir() and any(p.name != LOCK_NAME for p in dst.iterdir()):
         raise ValueError(f"destination {str(dst)!r} is not empty and has no {MANIFEST_NAME}; choose a new folder")
     from vqsa.utils.meta import versions
 

@@ -7,6 +7,7 @@ CPU a run killed after any checkpoint and resumed ends bit-identical to an unint
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from vqsa.data.mixed import ArraySource, MixedCorruptionDataset, collate_mixed
 from vqsa.data.transforms import to_float
 from vqsa.utils import distributed as dist
 from vqsa.utils.io import atomic_write_json, atomic_write_text
+from vqsa.utils.lock import check_not_locked, folder_lock
 from vqsa.utils.meta import git_sha, machine, versions
 from vqsa.utils.paths import same_folder
 
@@ -141,6 +143,8 @@ class Trainer:
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.main = self.rank == 0
         self.run_dir = cfg.run_dir()
+        if self.main:
+            check_not_locked(self.run_dir)  # another process training into this folder: say so before any work
         ckpt_path = self.run_dir / CHECKPOINT_NAME if resume is True else (resume_path(resume) if resume else None)
         elsewhere = ckpt_path is not None and not same_folder(ckpt_path.parent, self.run_dir)
         if (ckpt_path is None or elsewhere) and (self.run_dir / CHECKPOINT_NAME).exists():
@@ -518,7 +522,12 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ run
     def fit(self) -> dict[str, Any]:
-        """Train the remaining epochs, write the final weights and evaluation; return the summary."""
+        """Train the remaining epochs, write the final weights and evaluation; return the summary. Rank 0 holds the
+        run folder's lock meanwhile (a second process training into it fails with the first one's PID)."""
+        with folder_lock(self.run_dir) if self.main else contextlib.nullcontext():
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         cfg = self.cfg
         t_start = time.perf_counter()
         if self.finished is not None:
