@@ -63,3 +63,44 @@ def test_the_lock_is_released_when_the_block_ends(tmp_path):
     with pytest.raises(ValueError, match="exists and is not a folder"):
         with folder_lock(tmp_path / "f"):
             pass
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()}
+    except OSError:
+        return set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"),
+                    reason="needs Linux /proc children lists")
+def test_killing_vqsa_corrupt_leaves_no_workers_behind(tmp_path, child_env):
+    from PIL import Image
+
+    src = tmp_path / "src" / "c"
+    src.mkdir(parents=True)
+    for i in range(40):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(src / f"{i}.png")
+    proc = subprocess.Popen([sys.executable, "-m", "vqsa", "corrupt", str(tmp_path / "src"), str(tmp_path / "out"),
+                             "--corruptions", "all", "--jobs", "2", "--resize", "none", "--center-crop", "none",
+                             "--quiet"], env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    workers: set[int] = set()
+    while time.monotonic() < deadline and len(workers) < 2:
+        workers |= {c for c in _children(proc.pid) if "spawn" in open(f"/proc/{c}/cmdline").read()}
+        time.sleep(0.1)
+    assert workers, "no worker processes seen"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "workers outlived their parent"

@@ -620,13 +620,39 @@ def _single_threaded_children() -> Iterator[None]:
             os.environ.pop(k, None)
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int) -> None:
     import signal
 
     import cv2
 
     cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent, which cancels the queue
+    _exit_with_parent(parent)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the process that started it dies (Linux ``PR_SET_PDEATHSIG``), so a
+    killed ``vqsa corrupt`` leaves no workers behind; elsewhere a watcher thread polls the parent."""
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before the call
+                os._exit(1)
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], jobs: int) -> Iterator[tuple[int, Any]]:
@@ -643,7 +669,8 @@ def _run_tasks(fn: Callable[..., Any], tasks: Sequence[tuple], jobs: int) -> Ite
         return
     with _single_threaded_children():
         executor: Executor = ProcessPoolExecutor(
-            max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(os.getpid(),),
         )
         try:
             futures: dict[Future, int] = {executor.submit(fn, *task): i for i, task in enumerate(tasks)}
