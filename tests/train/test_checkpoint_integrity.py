@@ -77,3 +77,25 @@ def test_evaluate_uses_the_checkpoints_config_when_config_yaml_is_unreadable(tmp
     with pytest.warns(UserWarning, match="config.yaml: unreadable .*config stored in the checkpoint"):
         _, _, corruptions = load_for_eval(tmp_path / "run")
     assert corruptions == ["gaussian_noise", "impulse_noise", "contrast", "pixelate"]
+
+
+def test_a_full_disk_is_named_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    import errno
+
+    import torch
+
+    from vqsa.utils.io import atomic_torch_save
+
+    path = tmp_path / "ckpt.pt"
+    atomic_torch_save({"a": torch.zeros(2)}, path)
+    before = path.read_bytes()
+
+    def full_disk(obj, f):
+        f.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 12")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=f"no space left on the device to write {path}") as info:
+        atomic_torch_save({"a": torch.ones(2)}, path)
+    assert info.value.errno == errno.ENOSPC
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]

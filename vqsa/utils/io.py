@@ -62,11 +62,22 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Non
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` atomically."""
+    """``torch.save`` to ``path`` atomically. A write that fails for lack of space is an ``OSError(ENOSPC)`` naming
+    the file (torch reports it as ``[enforce fail at inline_container.cc] unexpected pos``); the file already at
+    ``path`` is kept."""
+    import errno
+
     import torch
 
-    with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
+    try:
+        with atomic_open(path, "wb") as f:
+            torch.save(obj, f)
+    except (RuntimeError, OSError) as e:
+        full = getattr(e, "errno", None) == errno.ENOSPC or "unexpected pos" in str(e)
+        if not full:
+            raise
+        raise OSError(errno.ENOSPC, f"no space left on the device to write {path} (the file there before, if any, "
+                      "is kept): free some space and resume") from e
 
 
 def atomic_save_figure(fig: Any, path: str | os.PathLike, *, fmt: str = "png", dpi: int = 120) -> None:
