@@ -10,6 +10,7 @@ from PIL import Image
 import vqsa.corruptions as corruptions_pkg
 from vqsa.cli.main import main
 from vqsa.corruptions import dataset_writer as dw
+from vqsa.utils.lock import LOCK_NAME
 
 FAST = ["--corruptions", "gaussian_noise", "motion_blur", "--severities", "1", "3"]
 SMALL = ["--resize", "40", "--center-crop", "32", "--quiet"]
@@ -39,7 +40,7 @@ def _tree(root):
 
 
 def _outputs(root):
-    return {k: v for k, v in _tree(root).items() if k != dw.MANIFEST_NAME}
+    return {k: v for k, v in _tree(root).items() if k not in (dw.MANIFEST_NAME, LOCK_NAME)}
 
 
 def test_folder_tree_names_and_shapes(tiny_folder, tmp_path, capsys):
@@ -100,6 +101,19 @@ def test_resume_writes_only_missing_files(tiny_folder, tmp_path, capsys):
     assert not stale.exists()
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes  # finished files untouched
     assert _outputs(dst) == first  # the rewritten files are byte-identical (deterministic)
+
+
+def test_a_finished_file_truncated_afterwards_is_written_again(tiny_folder, tmp_path, capsys):
+    dst = tmp_path / "dst"
+    args = ["corrupt", str(tiny_folder), str(dst), *FAST, *SMALL]
+    assert main(args) == 0
+    first = _outputs(dst)
+    damaged = dst / "gaussian_noise/1/cls_a/a0.png"
+    damaged.write_bytes(damaged.read_bytes()[:-20])
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "written 1 files" in capsys.readouterr().out
+    assert _outputs(dst) == first
 
 
 def test_rerun_with_other_settings_or_foreign_destination_is_refused(tiny_folder, tmp_path, capsys):
@@ -196,7 +210,8 @@ def test_cifar10_cli_limit(cifar10_root, tmp_path, capsys):
     args = ["corrupt", "--cifar10", "--data-root", str(cifar10_root), str(dst), "--limit", "20",
             "--corruptions", "snow", "pixelate", "--quiet"]
     assert main(args) == 0
-    assert sorted(p.name for p in dst.iterdir()) == ["labels.npy", "pixelate.npy", "snow.npy", dw.MANIFEST_NAME]
+    assert sorted(p.name for p in dst.iterdir()) == [LOCK_NAME, "labels.npy", "pixelate.npy", "snow.npy",
+                                                     dw.MANIFEST_NAME]
     manifest = __import__("json").loads((dst / dw.MANIFEST_NAME).read_text())
     idx = np.array(manifest["indices"])
     assert len(idx) == 20 and np.all(np.diff(idx) > 0) and len(np.unique(load_cifar10(cifar10_root).labels[idx])) > 3

@@ -241,6 +241,22 @@ class _FolderJob:
     skip_bad: bool
 
 
+_PNG_END = b"IEND\xaeB`\x82"  # the last 8 bytes of every PNG file
+_JPEG_END = b"\xff\xd9"
+
+
+def _output_complete(path: Path) -> bool:
+    """Whether an output file exists and ends as a complete PNG / JPEG does (a file truncated after it was written,
+    by a full disk or a copy, is written again on rerun)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(-8, os.SEEK_END)
+            tail = f.read()
+    except OSError:  # missing, or shorter than 8 bytes
+        return False
+    return tail.endswith(_JPEG_END if path.suffix.lower() in (".jpg", ".jpeg") else _PNG_END)
+
+
 def _corrupt_file(job: _FolderJob, rel: PurePosixPath) -> tuple[int, int, str | None]:
     """Write all missing outputs of one source file; returns (written, skipped, bad-file message or None)."""
     from vqsa.corruptions import MIN_SIZE, corrupt
@@ -250,7 +266,7 @@ def _corrupt_file(job: _FolderJob, rel: PurePosixPath) -> tuple[int, int, str | 
         (c, s, job.dst / c / str(s) / out_rel)
         for c in job.corruptions
         for s in job.severities
-        if not (job.dst / c / str(s) / out_rel).exists()
+        if not _output_complete(job.dst / c / str(s) / out_rel)
     ]
     skipped = len(job.corruptions) * len(job.severities) - len(todo)
     if not todo:
