@@ -286,3 +286,20 @@ def test_one_channel_input_gets_grey_statistics_and_runs():
     assert len(model.model_config["mean"]) == 1
     with pytest.raises(ValueError, match="in_chans=1 needs mean and std"):
         vqsa.create_model("cifar_resnet8", num_classes=4, in_chans=1, mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2))
+
+
+@pytest.mark.parametrize("name, size", [("cifar_resnet8", 32), ("cifar_airnet", 32), ("resnet18", 64)])
+def test_forward_intermediates_follows_timm(name, size):
+    model = vqsa.create_model(name, num_classes=5, codebook_size=8).eval()
+    x = torch.rand(2, 3, size, size)
+    final, maps = model.forward_intermediates(x)
+    assert all(m.ndim == 4 and m.shape[0] == 2 for m in maps) and len(maps) >= 3
+    torch.testing.assert_close(model.forward_head(final), model(x))
+    last = model.forward_intermediates(x, indices=1, intermediates_only=True)
+    assert len(last) == 1 and last[0].shape == maps[-1].shape
+
+
+def test_forward_intermediates_of_torchvision_backbones_is_refused_clearly():
+    model = vqsa.create_model("tv:resnet18", num_classes=5, codebook_size=8)
+    with pytest.raises(NotImplementedError, match="create_feature_extractor"):
+        model.forward_intermediates(torch.rand(1, 3, 64, 64))

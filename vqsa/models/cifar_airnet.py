@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._intermediates import forward_intermediates
 from ._registry import register_backbone
 from .cifar_resnet import CIFAR10_MEAN, CIFAR10_STD
 
@@ -81,6 +82,15 @@ class CifarAirNet(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last)
         x = F.gelu(self.stem(x))
         return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False, stop_early: bool = False,
+                              output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's ``forward_intermediates`` over the three conv groups."""
+        def stem(t: torch.Tensor) -> torch.Tensor:
+            return F.gelu(self.stem(t.contiguous(memory_format=torch.channels_last)))
+
+        return forward_intermediates(x, stem, [self.layer1, self.layer2, self.layer3], indices, norm, stop_early,
+                                     output_fmt, intermediates_only)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global max-pool and the 1/9 feature scale, then the classifier unless ``pre_logits``."""

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._intermediates import forward_intermediates
 from ._registry import register_backbone
 
 #: CIFAR-10 training-set channel statistics (per pixel, over the 50,000 training images).
@@ -80,6 +81,15 @@ class CifarResNet(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last)
         x = F.relu(self.bn1(self.conv1(x)), inplace=True)
         return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False, stop_early: bool = False,
+                              output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's ``forward_intermediates`` over the three stages."""
+        def stem(t: torch.Tensor) -> torch.Tensor:
+            return F.relu(self.bn1(self.conv1(t.contiguous(memory_format=torch.channels_last))), inplace=True)
+
+        return forward_intermediates(x, stem, [self.layer1, self.layer2, self.layer3], indices, norm, stop_early,
+                                     output_fmt, intermediates_only)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global average pool, then the classifier unless ``pre_logits``."""

@@ -243,6 +243,19 @@ class VQSAClassifier(nn.Module):
         self._check(x)
         return self.backbone.forward_features(self.normalize(x))
 
+    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False, stop_early: bool = False,
+                              output_fmt: str = "NCHW", intermediates_only: bool = False):
+        """timm's ``forward_intermediates`` of the backbone, on images in [0, 1]: the feature maps of the stages in
+        ``indices`` and, unless ``intermediates_only``, the final feature map (``forward_head`` takes it). For timm
+        backbones and vqsa's own; torchvision backbones raise ``NotImplementedError``."""
+        self._check(x)
+        net = getattr(self.backbone, "model", None)
+        if not callable(getattr(net, "forward_intermediates", None)):
+            raise NotImplementedError(f"{self._model_config.get('name')}: its backbone has no forward_intermediates "
+                                      "(torchvision backbones); use torchvision's create_feature_extractor")
+        return net.forward_intermediates(self.normalize(x), indices=indices, norm=norm, stop_early=stop_early,
+                                         output_fmt=output_fmt, intermediates_only=intermediates_only)
+
     def forward_head(
         self, feats: torch.Tensor, pre_logits: bool = False, return_aux: bool = False
     ) -> torch.Tensor | VQSAOutput:
