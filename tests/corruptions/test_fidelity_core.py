@@ -1,4 +1,4 @@
-"""Fidelity of the noise, blur and digital corruptions to the ImageNet-C reference (issue 2).
+"""Fidelity of the noise, blur and digital corruptions to the ImageNet-C reference.
 
 * Deterministic corruptions equal imagecorruptions-imaug (bit-identical to the reference for these, spec section 4)
   within 1 grey level on >= 99 % of the values, at 224 px and on a 32 px image, with the ImageNet table.

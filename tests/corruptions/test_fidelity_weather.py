@@ -1,4 +1,4 @@
-"""Fidelity of motion blur, snow, frost, fog, elastic and spatter to the ImageNet-C reference (issue 2).
+"""Fidelity of motion blur, snow, frost, fog, elastic and spatter to the ImageNet-C reference.
 
 * Same random draws: ``Legacy(seed)`` replays legacy ``np.random.RandomState`` draws through the Generator methods
   our functions call, in the reference's order, so outputs can be compared value by value with the oracle

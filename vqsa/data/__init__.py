@@ -12,12 +12,12 @@ _LAZY = {
     # CIFAR-10 arrays and the data-root convention
     **dict.fromkeys(("CIFAR10_CLASSES", "ArrayDataset", "load_cifar10"), "vqsa.data.cifar"),
     "resolve_data_root": "vqsa.data.paths",
-    # evaluation (issue 5): released ImageNet-C / CIFAR-10-C cells, clean folders, on-the-fly corrupted copies
+    # evaluation: released ImageNet-C / CIFAR-10-C cells, clean folders, on-the-fly corrupted copies
     **dict.fromkeys(("ArrayImages", "CorruptedImages", "EvalImages", "FolderImages", "cifar10_c", "imagenet_c"),
                     "vqsa.data.corrupted"),
     **dict.fromkeys(("imagenet_wnids", "subset_indices", "subset_mask", "subset_wnids", "wnid_to_index"),
                     "vqsa.data.imagenet_subsets"),
-    # training (issue 4): seeded uint8 transforms, the clean + corrupted mixing of Eq. 1, ImageFolder sources
+    # training: seeded uint8 transforms, the clean + corrupted mixing of Eq. 1, ImageFolder sources
     **dict.fromkeys(("ImageFolderSource", "scan_image_folder"), "vqsa.data.folder"),
     **dict.fromkeys(("CLEAN", "ArraySource", "BadImageError", "CorruptionSchedule", "MixedCorruptionDataset",
                      "collate_mixed"), "vqsa.data.mixed"),

@@ -85,7 +85,7 @@ def create_model(
     if not isinstance(vq, bool):
         raise TypeError(f"vq must be a bool, got {vq!r}")
     if pretrained is None or (isinstance(pretrained, int) and pretrained in (0, 1)):
-        pretrained = bool(pretrained)  # argparse-style None, and 0 / 1, as before paths were accepted
+        pretrained = bool(pretrained)  # argparse-style None, and 0 / 1
     if not isinstance(pretrained, (bool, str, os.PathLike)):
         raise TypeError(f"pretrained must be True/False or a weights file path, got {pretrained!r}")
     _refuse_unpooled(kwargs)

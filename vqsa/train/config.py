@@ -173,7 +173,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 _POSITIVE = ("epochs", "batch_size", "log_every", "eval.batch_size")
 _POSITIVE_OR_NULL = ("threads", "model.codebook_size", "data.train_subset", "data.val_subset", "eval.n_examples")
-_DEFAULT_IF_ZERO = ("model.num_classes", "data.img_size")  # 0 means null (the default), as it always has
+_DEFAULT_IF_ZERO = ("model.num_classes", "data.img_size")  # 0 means null (the default)
 _BOOLEAN_WORDS = ("", "true", "false", "yes", "no", "on", "off", "none", "null")
 _NON_NEGATIVE = (
     "save_every", "eval.val_every", "data.crop_padding", "optim.lr", "optim.weight_decay", "optim.warmup_epochs",

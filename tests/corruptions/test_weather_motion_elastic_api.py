@@ -1,4 +1,5 @@
-"""Shapes, dtypes, seeding, sizes, motion-kernel semantics and frost texture lookup of the part-2 corruptions."""
+"""Shapes, dtypes, seeding, sizes, motion-kernel semantics and frost texture lookup of the weather, motion and
+elastic corruptions."""
 from __future__ import annotations
 
 import shutil
