@@ -31,8 +31,8 @@ def _what(text: str) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(name, help=help, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(name, help=help_, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("checkpoint", help="run folder, model.safetensors or training checkpoint .pt")
     p.add_argument("--compare", default=None, metavar="OTHER", help="a second checkpoint shown side by side")
     p.add_argument("--what", type=_what, default=list(ANALYSES), help="comma-separated: tsne,gradcam,codebook (all)")

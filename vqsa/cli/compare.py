@@ -10,8 +10,8 @@ import sys
 import warnings
 
 
-def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(name, help=help, description=help)
+def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(name, help=help_, description=help_)
     p.add_argument("results", nargs="+", help="results.json files (or folders holding one)")
     p.add_argument("--names", nargs="+", default=None,
                    help="row labels, one per results file (default: the run name, else the model name)")

@@ -39,11 +39,11 @@ def _quality(text: str) -> int:
     return value
 
 
-def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
     """Register ``vqsa corrupt``."""
     p = subparsers.add_parser(
         name,
-        help=help,
+        help=help_,
         description=(
             "Write corrupted copies of an image folder (ImageNet-C layout), of the CIFAR-10 test set\n"
             "(CIFAR-10-C layout), or a gallery of one image. Deterministic per (file, corruption, severity)\n"

@@ -14,9 +14,9 @@ from vqsa.eval.datasets import DATASETS
 from vqsa.utils.meta import usable_cpus
 
 
-def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        name, help=help, description=help,
+        name, help=help_, description=help_,
         epilog="examples:\n  vqsa evaluate --checkpoint runs/vqsa_c10 --dataset cifar10-c --data-root $VQSA_DATA\n"
                "  vqsa evaluate --model tv:resnet50 --pretrained --dataset imagenet-c --data-root /data --amp\n"
                "  torchrun --nproc_per_node 8 -m vqsa evaluate --checkpoint runs/r50 --dataset imagenet-c ...",

@@ -14,8 +14,8 @@ from pathlib import Path
 from vqsa.cli._args import positive_int
 
 
-def add_parser(subparsers: argparse._SubParsersAction, name: str, help: str) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(name, help=help, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(name, help=help_, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("model", help="backbone name (timm, tv:<torchvision>, cifar_resnet20, ...) or a saved model")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default 1000)")
     p.add_argument("--codebook-size", type=positive_int, default=None, help="codes n (default 10000)")

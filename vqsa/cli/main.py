@@ -1,7 +1,7 @@
 """Entry point of the ``vqsa`` console script.
 
 Only the chosen subcommand's module is imported: ``vqsa corrupt --help`` does not pay for the model zoo.
-Each module ``vqsa.cli.<name>`` defines ``add_parser(subparsers) -> argparse.ArgumentParser`` and
+Each module ``vqsa.cli.<name>`` defines ``add_parser(subparsers, name, help_) -> argparse.ArgumentParser`` and
 ``run(args) -> int``.
 """
 from __future__ import annotations
