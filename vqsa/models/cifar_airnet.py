@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._intermediates import forward_intermediates
+from ._cifar_base import CifarStagesNet
 from ._registry import register_backbone
 from .cifar_resnet import CIFAR10_MEAN, CIFAR10_STD
 
@@ -48,7 +48,7 @@ class ConvGroup(nn.Module):
         return F.gelu(self.bn2(self.conv2(x)))
 
 
-class CifarAirNet(nn.Module):
+class CifarAirNet(CifarStagesNet):
     """airbench-style network for 32-px images (see the module docstring).
 
     Args:
@@ -58,6 +58,8 @@ class CifarAirNet(nn.Module):
         stem_width: channels of the 2x2 stem conv.
         bn_momentum: BatchNorm momentum (PyTorch's convention).
     """
+
+    classifier_bias = False
 
     def __init__(
         self, widths: tuple[int, int, int] = (64, 256, 256), num_classes: int = 10, in_chans: int = 3,
@@ -71,42 +73,19 @@ class CifarAirNet(nn.Module):
         self.layer1, self.layer2, self.layer3 = (ConvGroup(chans[i], chans[i + 1], bn_momentum) for i in range(3))
         self.num_features = widths[-1]
         self.num_classes = num_classes
-        self.fc: nn.Module = nn.Linear(self.num_features, num_classes, bias=False) if num_classes else nn.Identity()
+        self.fc: nn.Module = self.new_classifier(num_classes)
         self.pretrained_cfg = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD, "input_size": (3, 32, 32)}
         self.feature_info = [
             {"num_chs": w, "reduction": 2 ** (i + 1), "module": f"layer{i + 1}"} for i, w in enumerate(widths)
         ]
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Unpooled feature map (B, num_features, 3, 3) for 32-px inputs."""
-        x = x.contiguous(memory_format=torch.channels_last)
-        x = F.gelu(self.stem(x))
-        return self.layer3(self.layer2(self.layer1(x)))
-
-    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False, stop_early: bool = False,
-                              output_fmt: str = "NCHW", intermediates_only: bool = False):
-        """timm's ``forward_intermediates`` over the three conv groups."""
-        def stem(t: torch.Tensor) -> torch.Tensor:
-            return F.gelu(self.stem(t.contiguous(memory_format=torch.channels_last)))
-
-        return forward_intermediates(x, stem, [self.layer1, self.layer2, self.layer3], indices, norm, stop_early,
-                                     output_fmt, intermediates_only)
+    def stem_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.stem(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global max-pool and the 1/9 feature scale, then the classifier unless ``pre_logits``."""
         x = x.amax((2, 3)) * FEATURE_SCALE
         return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier (0 removes it)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes, bias=False) if num_classes else nn.Identity()
 
 
 @register_backbone

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._intermediates import forward_intermediates
+from ._cifar_base import CifarStagesNet
 from ._registry import register_backbone
 
 #: CIFAR-10 training-set channel statistics (per pixel, over the 50,000 training images).
@@ -39,7 +39,7 @@ class BasicBlock(nn.Module):
         return F.relu(out + shortcut, inplace=True)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(CifarStagesNet):
     """ResNet for 32-px inputs: 3x3 stem, three stages of ``depth`` blocks, global average pool, linear classifier.
 
     Args:
@@ -64,7 +64,7 @@ class CifarResNet(nn.Module):
             in_chs = w
         self.layer1, self.layer2, self.layer3 = stages
         self.num_features = widths[-1]
-        self.fc: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+        self.fc: nn.Module = self.new_classifier(num_classes)
         self.num_classes = num_classes
         self.pretrained_cfg = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD, "input_size": (3, 32, 32)}
         self.feature_info = [
@@ -74,38 +74,13 @@ class CifarResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Unpooled feature map (B, num_features, H/4, W/4)."""
-        # channels_last makes CPU convolutions 2-3x faster at these widths (measured: 230 -> 670 img/s training
-        # ResNet-20 at batch 128 on 2 cores) and is the fast layout for cuDNN under AMP as well.
-        x = x.contiguous(memory_format=torch.channels_last)
-        x = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        return self.layer3(self.layer2(self.layer1(x)))
-
-    def forward_intermediates(self, x: torch.Tensor, indices=None, norm: bool = False, stop_early: bool = False,
-                              output_fmt: str = "NCHW", intermediates_only: bool = False):
-        """timm's ``forward_intermediates`` over the three stages."""
-        def stem(t: torch.Tensor) -> torch.Tensor:
-            return F.relu(self.bn1(self.conv1(t.contiguous(memory_format=torch.channels_last))), inplace=True)
-
-        return forward_intermediates(x, stem, [self.layer1, self.layer2, self.layer3], indices, norm, stop_early,
-                                     output_fmt, intermediates_only)
+    def stem_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn1(self.conv1(x)), inplace=True)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Global average pool, then the classifier unless ``pre_logits``."""
         x = x.mean((2, 3))
         return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the classifier (0 removes it)."""
-        self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
 
 
 def _cifar_resnet(depth: int, pretrained: bool, **kwargs) -> CifarResNet:
