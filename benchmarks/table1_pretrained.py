@@ -16,11 +16,15 @@ Resumable: a finished (row, seed) is skipped; an interrupted run resumes from it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
+import os
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +77,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+@contextlib.contextmanager
+def eval_root(data_root: str | None, cifar10_c: str) -> Iterator[str]:
+    """A data root holding both the clean CIFAR-10 test set and the stored CIFAR-10-C set (two links in a temporary
+    folder), so that ``vqsa.evaluate`` scores the clean images of the same subset too."""
+    from vqsa.data.cifar import find_cifar10
+    from vqsa.data.paths import resolve_data_root
+
+    clean = find_cifar10(resolve_data_root(data_root, required=True))
+    with tempfile.TemporaryDirectory() as tmp:
+        os.symlink(clean.resolve(), os.path.join(tmp, "cifar10"))
+        os.symlink(Path(cifar10_c).resolve(), os.path.join(tmp, "cifar10-c"))
+        yield tmp
+
+
 def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> dict[str, Any]:
     """Fine-tune (or resume, or skip) one (row, seed), evaluate it on the stored CIFAR-10-C set, measure it."""
     import yaml
@@ -103,9 +121,10 @@ def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> di
     if not (run_dir / "results.json").is_file():
         model = load_model(run_dir / "model.safetensors")
         t = time.perf_counter()
-        res = vqsa.evaluate(model, "cifar10-c", data_root=args.cifar10_c, corruptions="all", batch_size=500,
-                            num_workers=0, amp=True, limit=args.test_subset, seed=0,
-                            train_corruptions="common", model_info={**model.model_config, "label": row})
+        with eval_root(args.data_root, args.cifar10_c) as root:
+            res = vqsa.evaluate(model, "cifar10-c", data_root=root, corruptions="all", batch_size=500,
+                                num_workers=0, amp=True, limit=args.test_subset, seed=0,
+                                train_corruptions="common", model_info={**model.model_config, "label": row})
         res.save(run_dir)
         print(f"[{row} seed {seed}] evaluated in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     result = {"row": row, "seed": seed, "overrides": ov, **t1.measure(run_dir, cfg, args)}

@@ -8,6 +8,7 @@ CPU a run killed after any checkpoint and resumed ends bit-identical to an unint
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -220,7 +221,8 @@ class Trainer:
         precision recorded in its checkpoint."""
         cfg = self.cfg
         size = self.data.img_size
-        batch = torch.rand(min(cfg.batch_size, 128), 3, size, size, generator=torch.Generator().manual_seed(0))
+        n = max(1, min(cfg.batch_size, max(8, int(128 * (32 / size) ** 2))))  # 128 images at 32 px, 8 at 224 px
+        batch = torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(0))
         batch = batch.to(self.device)
         if cfg.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
@@ -238,6 +240,9 @@ class Trainer:
         )
         if plan.precision == "float16" and not self.cuda:
             raise ValueError("amp_dtype: float16 is for CUDA; on the CPU use bfloat16")
+        if self.world > 1:  # every rank trains in rank 0's precision, whatever its own probe measured
+            precision, probe = dist.broadcast_object((plan.precision, plan.probe))
+            plan = dataclasses.replace(plan, precision=precision, probe=probe)
         return plan
 
     def _device_corruption(self):
