@@ -30,6 +30,8 @@ def tiny_args(out: Path, name: str, epochs: int = 2, **extra: str) -> list[str]:
         "data.train_subset": "96", "data.val_subset": "32", "data.workers": "0", "model.name": "cifar_resnet8",
         "model.codebook_size": "32", "corruption.corruptions": FAST, "eval.corruptions": "[gaussian_noise, saturate]",
         "eval.severities": "[2]", "eval.batch_size": "32", "log_every": "2",
+        # fixed precision: the auto choice times the model, and runs compared bit for bit must not differ in it
+        "amp": "false",
     }
     args.update(extra)
     return [tok for k, v in args.items() for tok in (f"--{k}", v)]
