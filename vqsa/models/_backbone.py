@@ -84,6 +84,8 @@ class TorchvisionBackbone(_CamLayerMixin, nn.Module):
         )
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
         self.input_size = (3, 224, 224)
+        reduction = 8 if isinstance(getattr(model, "maxpool", None), nn.Identity) else 32  # cifar_stem: no stride 4
+        self.pool_size = (self.input_size[1] // reduction, self.input_size[2] // reduction)
         self.cam_layer_name = "body." + _last_block_name(self.body, list(self.body._modules)[-1])
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

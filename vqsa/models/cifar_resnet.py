@@ -66,7 +66,7 @@ class CifarResNet(CifarStagesNet):
         self.num_features = widths[-1]
         self.fc: nn.Module = self.new_classifier(num_classes)
         self.num_classes = num_classes
-        self.pretrained_cfg = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD, "input_size": (3, 32, 32)}
+        self.pretrained_cfg = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD, "input_size": (3, 32, 32), "pool_size": (8, 8)}
         self.feature_info = [
             {"num_chs": w, "reduction": 2**i, "module": f"layer{i + 1}"} for i, w in enumerate(widths)
         ]

@@ -51,7 +51,10 @@ class VQSAOutput:
 
 def _pool_size(backbone: nn.Module, channels: int) -> tuple[int, int] | None:
     """The spatial size of ``forward_features`` at the backbone's input size (timm's ``pool_size``; None for
-    token outputs): the backbone's own timm value, else measured with one forward pass of a blank image."""
+    token outputs): the backbone's own value (torchvision adapter, timm or vqsa ``pretrained_cfg``), else measured
+    with one forward pass of a blank image."""
+    if getattr(backbone, "pool_size", None):
+        return tuple(backbone.pool_size)
     timm_cfg = getattr(getattr(backbone, "model", None), "pretrained_cfg", None) or {}
     if "pool_size" in timm_cfg:
         return tuple(timm_cfg["pool_size"]) if timm_cfg["pool_size"] else None
