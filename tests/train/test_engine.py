@@ -396,3 +396,34 @@ def test_a_run_from_before_no_weight_decay_was_honoured_resumes(tmp_path, monkey
     assert main(["train", "--resume", str(tmp_path / "vit"), "--epochs", "2"]) == 0
     assert "keeping the checkpoint's weight-decay groups" in capsys.readouterr().err
     assert load_training_checkpoint(tmp_path / "vit" / "checkpoint_last.pt")["epoch"] == 2
+
+
+def test_a_frozen_backbone_keeps_its_weights_and_running_statistics(tmp_path):
+    """optim.backbone_lr_scale 0: the backbone is a fixed feature extractor (weights and norm statistics, through
+    validation too); the head and the codebook train."""
+    cfg = _cfg(tmp_path, "frozen", 2, **{"optim.backbone_lr_scale": "0", "data.val_subset": "32"})
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    after = trainer.model.state_dict()
+    body = [k for k in before if k.startswith("backbone.")]
+    assert any("running_mean" in k for k in body)
+    assert all(torch.equal(before[k], after[k]) for k in body)
+    head = [k for k in before if k.startswith(("fc.", "fc_fuse.", "attn.", "vq.codebook"))]
+    assert head and all(not torch.equal(before[k], after[k]) for k in head if before[k].is_floating_point())
+
+
+def test_a_scaled_backbone_learning_rate_follows_the_schedule_and_resumes(tmp_path):
+    """optim.backbone_lr_scale 0.1: the backbone's groups run at a tenth of the head's lr at every step, resumed or
+    not (the schedule is rebuilt from the config)."""
+    cfg = _cfg(tmp_path, "scaled", 2, **{"optim.backbone_lr_scale": "0.1", "optim.name": "sgd", "optim.lr": "0.05"})
+    trainer = Trainer(cfg)
+    trainer.fit()
+    body = {id(p) for p in trainer.model.backbone.parameters()}
+    lrs = {any(id(p) in body for p in g["params"]): g["lr"] for g in trainer.optimizer.param_groups}
+    assert lrs[True] == pytest.approx(0.1 * lrs[False])
+    resumed = Trainer(_cfg(tmp_path, "scaled", 3, **{"optim.backbone_lr_scale": "0.1", "optim.name": "sgd",
+                                                      "optim.lr": "0.05"}), resume=True)
+    assert [g["initial_lr"] for g in resumed.optimizer.param_groups] == pytest.approx([0.05, 0.005, 0.05, 0.005])
+    with pytest.raises(ValueError, match="optim.backbone_lr_scale.*>= 0"):
+        load_config(None, tiny_args(tmp_path, "bad", **{"optim.backbone_lr_scale": "-1"}))

@@ -112,6 +112,7 @@ class OptimConfig:
     clip_grad: float | None = None
     ce_weight: float = 1.0
     label_smoothing: float = 0.0
+    backbone_lr_scale: float = 1.0  # the backbone's lr = lr * this; 0 freezes it (norm statistics included)
 
 
 @dataclass
@@ -177,7 +178,7 @@ _DEFAULT_IF_ZERO = ("model.num_classes", "data.img_size")  # 0 means null (the d
 _BOOLEAN_WORDS = ("", "true", "false", "yes", "no", "on", "off", "none", "null")
 _NON_NEGATIVE = (
     "save_every", "eval.val_every", "data.crop_padding", "optim.lr", "optim.weight_decay", "optim.warmup_epochs",
-    "optim.min_lr", "optim.ce_weight", "optim.momentum", "optim.label_smoothing",
+    "optim.min_lr", "optim.ce_weight", "optim.momentum", "optim.label_smoothing", "optim.backbone_lr_scale",
 )
 # Command-line spellings familiar from timm/torchvision scripts, mapped to their dotted keys.
 ALIASES: dict[str, str] = {

@@ -47,7 +47,7 @@ from .config import TrainConfig, flatten, show_value, to_yaml
 from .data import TrainData, build_datasets, build_train_data, resolve_corruptions
 from .logs import MetricsLogger, format_summary
 from .monitor import check_usage, usage_summary
-from .optim import build_optimizer, build_scheduler, split_decay
+from .optim import build_optimizer, build_scheduler, freeze_backbone, split_decay, train_mode
 
 # Order of the per-epoch running sums (float64, reduced over ranks with one all_reduce).
 _SUMS = ("loss", "ce", "aux", "correct", "count", "bad")
@@ -190,6 +190,12 @@ class Trainer:
 
         self.sampler = ResumableSampler(self.train_ds, self.world, self.rank, cfg.seed)
         self.steps_per_epoch = math.ceil(self.sampler.num_samples / cfg.batch_size)
+        self.frozen_backbone = cfg.optim.backbone_lr_scale == 0
+        if cfg.optim.backbone_lr_scale != 1 and not isinstance(getattr(self.model, "backbone", None), nn.Module):
+            raise ValueError(f"optim.backbone_lr_scale={cfg.optim.backbone_lr_scale} needs a model with a .backbone "
+                             f"(vqsa models have one; {type(self.model).__name__} does not)")
+        if self.frozen_backbone:
+            freeze_backbone(self.model)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch, cfg.epochs)
         self.autocast = self.plan.autocast
@@ -463,7 +469,7 @@ class Trainer:
             self.sums.zero_()
             if self.vq is not None:
                 self.vq.reset_usage()
-        self.model.train()
+        train_mode(self.model, self.frozen_backbone)
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, disable=not self.main,
                    desc=f"epoch {epoch + 1}/{cfg.epochs}", dynamic_ncols=True, leave=False, file=sys.stderr)
         t0, images = time.perf_counter(), 0
@@ -521,7 +527,8 @@ class Trainer:
                 logits = self.model(x)
             sums += torch.stack([F.cross_entropy(logits.float(), y, reduction="sum").double(),
                                  (logits.argmax(1) == y).sum().double(), sums.new_tensor(float(len(y)))])
-        self.model.train(was_training)
+        if was_training:
+            train_mode(self.model, self.frozen_backbone)
         loss, correct, count = dist.all_reduce_sum(sums).tolist()
         return {"val_loss": loss / max(count, 1), "val_acc": correct / max(count, 1)}
 

@@ -23,14 +23,38 @@ def split_decay(model: nn.Module, *, named: bool = True) -> tuple[list[nn.Parame
     return decay, no_decay
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def freeze_backbone(model: nn.Module) -> None:
+    """Stop gradients to ``model.backbone`` (its norm layers are kept in eval mode by :func:`train_mode`)."""
+    model.backbone.requires_grad_(False)
+
+
+def train_mode(model: nn.Module, frozen_backbone: bool) -> None:
+    """``model.train()``, with a frozen backbone left in eval mode: a fixed feature extractor, running statistics
+    included."""
+    model.train()
+    if frozen_backbone:
+        model.backbone.eval()
+
+
+def _param_groups(model: nn.Module, lr: float, weight_decay: float, backbone_lr_scale: float) -> list[dict]:
+    """Two groups (decayed, not decayed); with ``backbone_lr_scale != 1`` each splits into the head's parameters and
+    the backbone's, which train at ``lr * backbone_lr_scale``."""
     decay, no_decay = split_decay(model)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if backbone_lr_scale == 1:
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    body = {id(p) for p in model.backbone.parameters()}
+    groups = []
+    for params, wd in ((decay, weight_decay), (no_decay, 0.0)):
+        groups.append({"params": [p for p in params if id(p) not in body], "weight_decay": wd, "lr": lr})
+        groups.append({"params": [p for p in params if id(p) in body], "weight_decay": wd,
+                       "lr": lr * backbone_lr_scale})
+    return [g for g in groups if g["params"]]
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
-    """Adam (the paper: lr 1e-3), AdamW or SGD with momentum (the authors' code), optionally Nesterov's."""
-    groups = _param_groups(model, cfg.weight_decay)
+    """Adam (the paper: lr 1e-3), AdamW or SGD with momentum (the authors' code), optionally Nesterov's; the
+    backbone's learning rate is ``cfg.lr * cfg.backbone_lr_scale`` (0: a frozen backbone, left out)."""
+    groups = _param_groups(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_scale)
     if cfg.name == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
     if cfg.name == "adamw":
