@@ -168,8 +168,9 @@ def training_speed(run_dir: Path) -> tuple[float | None, float | None]:
     return (float(np.mean(speeds)) if speeds else None), (float(np.sum(times)) if times else None)
 
 
-def measure(run_dir: Path, cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Accuracy, cost and codebook figures of one finished run."""
+def measure(run_dir: Path, cfg: Any, args: argparse.Namespace, results_dir: Path | None = None) -> dict[str, Any]:
+    """Accuracy, cost and codebook figures of one finished run (its evaluation in ``results_dir``, default the run
+    folder)."""
     from vqsa import metrics
     from vqsa.analysis import count_flops, count_params
     from vqsa.analysis.codebook import analyze_codebook
@@ -178,7 +179,7 @@ def measure(run_dir: Path, cfg: Any, args: argparse.Namespace) -> dict[str, Any]
     from vqsa.models import load_model
     from vqsa.train.data import build_train_data
 
-    res = EvalResults.from_json(run_dir)
+    res = EvalResults.from_json(results_dir or run_dir)
     acc = res.corruption_accuracy()
     model = load_model(run_dir / "model.safetensors").eval()
     side = int(model.pretrained_cfg["input_size"][-1])

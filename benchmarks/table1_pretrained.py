@@ -35,6 +35,7 @@ _spec.loader.exec_module(t1)
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = {"codebook_preset": "paper"}
 HEALTHY = {"codebook_preset": "healthy", "init_samples": 4096}
+CONCAT_SA = {"model.fusion": "concat", "model.kwargs": PAPER}
 ROWS: dict[str, tuple[dict[str, Any], str]] = {  # row id -> (config overrides, label)
     "finetune": ({"model.vq": False}, "fine-tune (no codebook)"),
     "replace": ({"model.fusion": "replace", "model.kwargs": PAPER}, "replace (paper codebook)"),
@@ -44,6 +45,23 @@ ROWS: dict[str, tuple[dict[str, Any], str]] = {  # row id -> (config overrides, 
     "concat_sa": ({"model.fusion": "concat", "model.kwargs": PAPER}, "concat + SA, paper codebook"),
     "concat_sa_healthy": ({"model.fusion": "concat", "model.kwargs": HEALTHY}, "concat + SA, healthy codebook"),
 }
+# The one-seed ablation: concat + SA with the paper's codebook, one knob changed per row.
+ABLATION: dict[str, tuple[dict[str, Any], str]] = {
+    "sa_frozen": ({**CONCAT_SA, "optim.backbone_lr_scale": 0.0}, "concat + SA, frozen backbone"),
+    "sa_backbone_lr0.1": ({**CONCAT_SA, "optim.backbone_lr_scale": 0.1}, "concat + SA, backbone lr x 0.1"),
+    "sa_codes100": ({**CONCAT_SA, "model.codebook_size": 100}, "concat + SA, 100 codes"),
+    "sa_codes10000": ({**CONCAT_SA, "model.codebook_size": 10000}, "concat + SA, 10,000 codes"),
+    "sa_kmeans": ({**CONCAT_SA, "model.kwargs": {**PAPER, "init": "kmeans", "init_samples": 20000}},
+                  "concat + SA, k-means init"),
+    "sa_beta1": ({**CONCAT_SA, "model.commitment_weight": 1.0}, "concat + SA, commitment weight 1"),
+    "sa_beta0.05": ({**CONCAT_SA, "model.commitment_weight": 0.05}, "concat + SA, commitment weight 0.05"),
+    # Pairs: each step holds 128 images clean and corrupted, over one epoch: the same steps and images per step.
+    "sa_pairs": ({**CONCAT_SA, "corruption.pairs": True, "batch_size": 128, "epochs_scale": 0.5},
+                 "concat + SA, clean/corrupted pairs"),
+    "finetune_2x": ({"model.vq": False, "epochs_scale": 2}, "fine-tune, twice the epochs"),
+    "sa_2x": ({**CONCAT_SA, "epochs_scale": 2}, "concat + SA, twice the epochs"),
+}
+ROWS.update(ABLATION)
 # Every row: the shipped backbone, the full training set, the fine-tuning optimiser of `vqsa demo` (SGD + Nesterov,
 # lr 0.01, half an epoch of warm-up, cosine), which keeps the pretrained accuracy; the paper's Adam 1e-3 is a knob
 # (--set optim.name adam --set optim.lr 1e-3 --set optim.nesterov false).
@@ -52,6 +70,7 @@ BASE: dict[str, Any] = {
     "data.dataset": "cifar10", "batch_size": 256, "optim.name": "sgd", "optim.nesterov": True, "optim.lr": 0.01,
     "optim.momentum": 0.9, "optim.warmup_epochs": 0.5, "optim.scheduler": "cosine",
     "corruption.corruptions": "common", "corruption.profile": "cifar", "eval.enabled": False, "eval.val_every": 1,
+    "amp": True,  # bf16 autocast for every row: the automatic choice is timed, and rows must not differ by it
 }
 
 
@@ -91,6 +110,11 @@ def eval_root(data_root: str | None, cifar10_c: str) -> Iterator[str]:
         yield tmp
 
 
+def eval_dir(run_dir: Path, test_subset: int | None) -> Path:
+    """Where one run's evaluation on one test set lives (the full set and each subset apart)."""
+    return run_dir / ("eval_full" if test_subset is None else f"eval_subset{test_subset}")
+
+
 def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> dict[str, Any]:
     """Fine-tune (or resume, or skip) one (row, seed), evaluate it on the stored CIFAR-10-C set, measure it."""
     import yaml
@@ -102,8 +126,10 @@ def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> di
     from vqsa.train.engine import train
     from vqsa.utils.io import atomic_write_json
 
-    ov = {**BASE, **ROWS[row][0], "name": f"{row}_seed{seed}", "output_dir": str(runs_dir), "seed": seed,
-          "epochs": args.epochs}
+    row_ov = dict(ROWS[row][0])
+    epochs = max(1, round(args.epochs * row_ov.pop("epochs_scale", 1)))
+    ov = {**BASE, "epochs": epochs, **row_ov, "name": f"{row}_seed{seed}", "output_dir": str(runs_dir),
+          "seed": seed}
     if args.data_root:
         ov["data.root"] = args.data_root
     for key, value in args.set:
@@ -111,24 +137,28 @@ def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> di
     cfg = load_config(None, ov)
     run_dir = cfg.run_dir()
     t1.check_same_settings(run_dir, cfg)
-    if (run_dir / t1.MEASURED).is_file():
+    out = eval_dir(run_dir, args.test_subset)
+    if (out / t1.MEASURED).is_file():
         print(f"[{row} seed {seed}] done already, skipped", file=sys.stderr)
-        return json.loads((run_dir / t1.MEASURED).read_text())
+        return json.loads((out / t1.MEASURED).read_text())
     if not (run_dir / "summary.json").is_file():
         resume = True if (run_dir / CHECKPOINT_NAME).is_file() else None
         print(f"[{row} seed {seed}] {'resuming' if resume else 'training'} in {run_dir}", file=sys.stderr)
         train(cfg, resume=resume)
-    if not (run_dir / "results.json").is_file():
+    eval_s = None
+    if not (out / "results.json").is_file():
         model = load_model(run_dir / "model.safetensors")
         t = time.perf_counter()
         with eval_root(args.data_root, args.cifar10_c) as root:
             res = vqsa.evaluate(model, "cifar10-c", data_root=root, corruptions="all", batch_size=500,
                                 num_workers=0, amp=True, limit=args.test_subset, seed=0,
                                 train_corruptions="common", model_info={**model.model_config, "label": row})
-        res.save(run_dir)
-        print(f"[{row} seed {seed}] evaluated in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    result = {"row": row, "seed": seed, "overrides": ov, **t1.measure(run_dir, cfg, args)}
-    atomic_write_json(run_dir / t1.MEASURED, result)
+        res.save(out)
+        eval_s = time.perf_counter() - t
+        print(f"[{row} seed {seed}] evaluated in {eval_s:.0f} s", file=sys.stderr)
+    result = {"row": row, "seed": seed, "overrides": ov, "eval_s": eval_s,
+              **t1.measure(run_dir, cfg, args, results_dir=out)}
+    atomic_write_json(out / t1.MEASURED, result)
     return result
 
 
