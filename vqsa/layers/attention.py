@@ -37,7 +37,7 @@ class TokenSelfAttention(nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """(B, T, d) -> (B, T, d)."""
-        if tokens.ndim != 3 or tokens.shape[-1] != self.dim:
+        if isinstance(tokens, torch.Tensor) and (tokens.ndim != 3 or tokens.shape[-1] != self.dim):
             raise ValueError(f"expected tokens (B, T, {self.dim}), got shape {tuple(tokens.shape)}")
         q, k, v = F.linear(tokens, self.qkv.weight).chunk(3, dim=-1)
         attn = torch.softmax((q @ k.transpose(1, 2)) * self.scale, dim=-1)  # (B, T_query, T_key)

@@ -26,8 +26,9 @@ class _AttachAuxLoss(torch.autograd.Function):
 
 def attach_aux_loss(x: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
     """``x`` whose backward also back-propagates ``aux`` (a 0-dim loss) with gradient 1 (see the module docstring).
-    Returns ``x`` itself when ``aux`` needs no gradient."""
-    if not aux.requires_grad:
+    Returns ``x`` itself when ``aux`` needs no gradient, and under symbolic tracing (a ``torch.fx`` graph computes
+    outputs and features; train through the model itself)."""
+    if isinstance(aux, torch.fx.Proxy) or not aux.requires_grad:
         return x
     if aux.ndim != 0:
         raise ValueError(f"the auxiliary loss must be a 0-dim tensor, got shape {tuple(aux.shape)}")

@@ -268,7 +268,13 @@ class VectorQuantizer(nn.Module):
         return z.reshape(-1, self.dim), tuple(z.shape[:-1])
 
     def forward(self, z: torch.Tensor, return_loss_breakdown: bool = False) -> tuple:
-        """Quantize ``z``: returns ``(quantized, indices, loss[, LossBreakdown])``; the loss is 0 in eval."""
+        """Quantize ``z``: returns ``(quantized, indices, loss[, LossBreakdown])``; the loss is 0 in eval.
+
+        Under symbolic tracing (``torch.fx``, torchvision's ``create_feature_extractor``) the quantizer is one
+        ``call_module`` node, as a leaf module: its data-dependent steps run when the traced graph runs."""
+        if isinstance(z, torch.fx.Proxy):
+            return z.tracer.create_proxy("call_module", z.tracer.path_of_module(self), (z,),
+                                         {"return_loss_breakdown": return_loss_breakdown})
         flat, lead = self._flatten(z)
         if self.training:
             if not self._initted_seen:

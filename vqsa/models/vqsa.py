@@ -222,6 +222,8 @@ class VQSAClassifier(nn.Module):
 
     # --------------------------------------------------------------------------------------------- forward
     def _check(self, x: torch.Tensor) -> None:
+        if isinstance(x, torch.fx.Proxy):
+            return  # symbolic tracing (torch.fx, torchvision's create_feature_extractor): nothing to check yet
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"expected a tensor of images, got {type(x).__name__}")
         if not x.is_floating_point():
@@ -294,4 +296,6 @@ class VQSAClassifier(nn.Module):
         - ``model(x, return_aux=True)``: the logits carry nothing; add ``out.aux_loss`` to your loss yourself (this
           is what ``vqsa train`` does, and the way to go when the loss is scaled: GradScaler, accumulation).
         """
+        if isinstance(return_aux, torch.fx.Proxy):  # symbolic tracing makes every argument an input: trace logits
+            return_aux = False
         return self.forward_head(self.forward_features(x), return_aux=return_aux)
