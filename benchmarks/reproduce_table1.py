@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import logging
 import math
 import shlex
 import sys
@@ -382,6 +383,7 @@ def hardware() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # vqsa.train's progress lines
     from vqsa.utils.io import atomic_write_json, atomic_write_text
 
     args.tag = args.tag or default_tag(args)

@@ -20,6 +20,7 @@ import contextlib
 import datetime
 import importlib.util
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -164,6 +165,7 @@ def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> di
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # vqsa.train's progress lines
     from vqsa.utils.io import atomic_write_json, atomic_write_text
 
     out = Path(args.out)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -70,6 +71,7 @@ def loop_rate(args: argparse.Namespace) -> tuple[float, dict]:
 
 
 def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # vqsa.train's progress lines
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-root", default=None, help="folder holding CIFAR-10 (else $VQSA_DATA)")
     p.add_argument("--model", default="cifar_resnet20")

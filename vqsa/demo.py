@@ -14,9 +14,9 @@ models train from scratch (and the report says so). The demo never fails for lac
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,8 @@ from vqsa.data.cifar import ArrayDataset, load_cifar10
 from vqsa.data.mixed import ArraySource
 from vqsa.data.paths import resolve_data_root
 from vqsa.utils.io import atomic_save_figure, atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 MODELS = {"baseline": "fine-tune (no codebook)", "vqsa": "VQSA (concat + SA)"}
 
@@ -69,7 +71,7 @@ def _download_cifar10(timeout: float = 20.0) -> Path | None:
         for train in (True, False):
             CIFAR10(str(target), train=train, download=True)
     except (OSError, RuntimeError, ValueError) as e:
-        print(f"note: CIFAR-10 download failed ({type(e).__name__}: {e})", file=sys.stderr)
+        logger.warning(f"note: CIFAR-10 download failed ({type(e).__name__}: {e})")
         return None
     finally:
         socket.setdefaulttimeout(old)
@@ -89,8 +91,8 @@ def load_demo_data(data_root: str | os.PathLike | None, download: bool) -> tuple
         try:
             return load_cifar10(cand, "train"), load_cifar10(cand, "test"), "CIFAR-10"
         except FileNotFoundError:
-            print(f"note: no CIFAR-10 under {cand}", file=sys.stderr)
-    print(DIGITS_NOTE, file=sys.stderr)
+            logger.warning(f"note: no CIFAR-10 under {cand}")
+    logger.warning(DIGITS_NOTE)
     return load_digits("train"), load_digits("test"), DIGITS_NOTE.removeprefix("note: ")
 
 
@@ -143,9 +145,9 @@ def _run(out: Path, data_root, download: bool, quick: bool, seed: int, codebook:
     cifar = data_note == "CIFAR-10"
     budget = QUICK if quick else (PRETRAINED if cifar else SCRATCH)
     if not cifar and not quick:
-        print("note: the shipped pretrained backbone is for CIFAR-10: on the digits both models train from scratch",
-              file=sys.stderr)
-    print(f"demo setting: {budget.backbone} {budget.setting}", file=sys.stderr)
+        logger.warning("note: the shipped pretrained backbone is for CIFAR-10: on the digits both models train "
+                       "from scratch")
+    logger.info(f"demo setting: {budget.backbone} {budget.setting}")
     train, test = train.subset(budget.train_images, seed=seed), test.subset(budget.test_images, seed=seed)
     data = TrainData(ArraySource(train), ArraySource(test), train.classes, 32, "cifar", test,
                      f"{train.source} ({len(train)} train, {len(test)} test images)")
@@ -153,7 +155,7 @@ def _run(out: Path, data_root, download: bool, quick: bool, seed: int, codebook:
     results: dict[str, EvalResults] = {}
     histories: dict[str, list[dict[str, Any]]] = {}
     for name, label in MODELS.items():
-        print(f"== {label}", file=sys.stderr)
+        logger.info(f"== {label}")
         t = time.perf_counter()
         trainer = Trainer(_config(name, budget, out, seed, vq=name == "vqsa", codebook=codebook), data=data)
         summary = trainer.fit()
@@ -166,7 +168,7 @@ def _run(out: Path, data_root, download: bool, quick: bool, seed: int, codebook:
     table = format_table(rows)
     print(table)
     _write_report(out, rows, results, histories, budget, data_note, data.description, wall, quick, codebook)
-    print(f"report: {out / 'report.md'} ({wall:.0f} s)", file=sys.stderr)
+    logger.info(f"report: {out / 'report.md'} ({wall:.0f} s)")
     return {"rows": rows, "wall_time_s": wall, "data": data_note, "table": table}
 
 

@@ -1,4 +1,5 @@
 """Run by test_ddp.py under torchrun: a tiny training run; every rank dumps its final weights (rank 0 also the run)."""
+import logging
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from vqsa.train.config import load_config
 from vqsa.train.engine import Trainer
 from vqsa.utils import distributed as dist
 
+logging.basicConfig(level=logging.INFO, format="%(message)s")  # a script shows vqsa's messages as it chooses
 out = Path(sys.argv[1])
 cfg = load_config(None, sys.argv[2:])
 trainer = Trainer(cfg)

@@ -1,6 +1,8 @@
 """Damaged checkpoints: refused by their CRC-32s, and a resume falls back to the checkpoint before the last one."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from vqsa.cli.main import main
@@ -37,7 +39,7 @@ def test_flipped_bytes_are_refused_naming_the_file(tmp_path):
         load_training_checkpoint(path)
 
 
-def test_resume_from_a_damaged_last_checkpoint_continues_from_the_one_before(tmp_path, capsys):
+def test_resume_from_a_damaged_last_checkpoint_continues_from_the_one_before(tmp_path, caplog):
     Trainer(_cfg(tmp_path, "ref", 3)).fit()
     victim = Trainer(_cfg(tmp_path, "victim", 3))
     original = victim.train_one_epoch
@@ -51,9 +53,9 @@ def test_resume_from_a_damaged_last_checkpoint_continues_from_the_one_before(tmp
     with pytest.raises(KeyboardInterrupt):
         victim.fit()
     _flip(tmp_path / "victim" / CHECKPOINT_NAME)
-    capsys.readouterr()
-    Trainer(_cfg(tmp_path, "victim", 3), resume=True).fit()
-    err = capsys.readouterr().err
+    with caplog.at_level(logging.WARNING, logger="vqsa"):
+        Trainer(_cfg(tmp_path, "victim", 3), resume=True).fit()
+    err = caplog.text
     assert "damaged checkpoint" in err and f"resuming from the checkpoint before it, {tmp_path / 'victim'}" in err
     _assert_same_run(tmp_path / "ref", tmp_path / "victim")
 

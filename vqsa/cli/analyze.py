@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from vqsa.cli._args import positive_int
+
+logger = logging.getLogger(__name__)
 
 ANALYSES = ("tsne", "gradcam", "codebook")
 #: One corruption of each family, defocus blur first (Fig. 1's corruption, used by Grad-CAM).
@@ -231,17 +233,17 @@ def run(args: argparse.Namespace) -> int:
     for label, (model, path) in models.items():
         sub = out / label if len(models) > 1 else out
         if "tsne" in args.what:
-            print(f"t-SNE of {label} ...", file=sys.stderr)
+            logger.info(f"t-SNE of {label} ...")
             res = analyze_tsne(model, data.images, data.labels, corruptions=corruptions, classes=classes,
                                per_class=args.per_class, class_names=data.classes, out_dir=sub,
                                max_iter=args.tsne_iters, batch_size=args.batch_size, label=label, **common)
             report.setdefault("tsne", {})[label] = {k: res[k] for k in ("corruption_wise", "class_wise")}
             written += [sub / "tsne_corruption.png", sub / "tsne_class.png", sub / "tsne.json"]
         if "codebook" in args.what and getattr(model, "vq", None) is None:
-            print(f"codebook: {label} has no codebook (vq=False), skipped", file=sys.stderr)
+            logger.info(f"codebook: {label} has no codebook (vq=False), skipped")
             report.setdefault("codebook", {})[label] = None
         elif "codebook" in args.what:
-            print(f"codebook usage of {label} ...", file=sys.stderr)
+            logger.info(f"codebook usage of {label} ...")
             res = analyze_codebook(model, data.images, corruptions=corruptions, indices=picks["codebook"],
                                    run_dir=path, out_dir=sub, batch_size=args.batch_size, label=label, **common)
             report.setdefault("codebook", {})[label] = {k: res[k] for k in ("usage", "agreement")}
@@ -250,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
     if "codebook" in args.what and not any(report["codebook"].values()):
         raise ValueError("--what codebook: none of the checkpoints has a codebook")
     if "gradcam" in args.what:
-        print("Grad-CAM ...", file=sys.stderr)
+        logger.info("Grad-CAM ...")
         res = analyze_gradcam({k: m for k, (m, _) in models.items()}, data.images, data.labels,
                               corruption=corruptions[0], indices=picks["gradcam"], target=args.cam_target,
                               class_names=data.classes, out_dir=out, **common)

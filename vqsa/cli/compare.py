@@ -6,8 +6,10 @@ corruptions are flagged: a warning on stderr and a section at the top of the tab
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 import warnings
+
+logger = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
@@ -30,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
         text = compare(args.results, out_dir=args.out, names=args.names)
     for w in caught:
         if issubclass(w.category, UserWarning):
-            print(f"vqsa compare: warning: {w.message}", file=sys.stderr)
+            logger.warning(f"vqsa compare: warning: {w.message}")
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     print(text)

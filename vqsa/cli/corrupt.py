@@ -85,7 +85,6 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) ->
                    help="skip unreadable/truncated source images (listed at the end)")
     p.add_argument("--data-root", metavar="DIR", help="CIFAR-10 location for --cifar10 (default: $VQSA_DATA)")
     p.add_argument("--limit", type=int, metavar="N", help="--cifar10: a fixed random subset of N test images")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     return p
 

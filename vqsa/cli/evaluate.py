@@ -6,12 +6,14 @@ results.csv, results.md and results.png to ``--out`` and prints the Markdown tab
 from __future__ import annotations
 
 import argparse
-import sys
+import logging
 from pathlib import Path
 
 from vqsa.cli._args import positive_int
 from vqsa.eval.datasets import DATASETS
 from vqsa.utils.meta import usable_cpus
+
+logger = logging.getLogger(__name__)
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
@@ -82,7 +84,7 @@ def _build_model(args: argparse.Namespace):
 
     num_classes = args.num_classes or (10 if args.dataset.startswith("cifar") else 1000)
     if not args.pretrained:
-        print("vqsa evaluate: warning: --model without --pretrained evaluates random weights", file=sys.stderr)
+        logger.warning("vqsa evaluate: warning: --model without --pretrained evaluates random weights")
     model = create_model(args.model, num_classes=num_classes, pretrained=args.pretrained, vq=False)
     label = args.model.replace(":", "_")
     return model, {"name": args.model, "architecture": args.model, "pretrained": args.pretrained, "label": label,

@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import sys
+from collections.abc import Iterator
+from typing import TextIO
 
 from vqsa.version import __version__
 
@@ -36,6 +39,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             continue
         mod = importlib.import_module(module)
         p = mod.add_parser(sub, name, help_)
+        verbosity = p.add_mutually_exclusive_group()
+        verbosity.add_argument("-q", "--quiet", action="store_true",
+                               help="show warnings and errors only (and no progress bars where the command has them)")
+        verbosity.add_argument("-v", "--verbose", action="store_true", help="show debug messages, with their logger")
         p.set_defaults(_run=mod.run)
         if p.get_default("_parser") is None:
             p.set_defaults(_parser=p)
@@ -54,6 +61,38 @@ def end_progress_bars() -> None:
             bar.close()
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler writing to whatever ``sys.stderr`` is when a record comes (redirected, captured)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def console_logging(quiet: bool = False, verbose: bool = False) -> Iterator[None]:
+    """Show the ``vqsa`` loggers' messages on stderr for the duration of a command: INFO and up as bare lines
+    (``quiet``: WARNING and up; ``verbose``: DEBUG and up, with level and logger name)."""
+    logger = logging.getLogger("vqsa")
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
+    old_level = logger.level
+    logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -69,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        with console_logging(args.quiet, args.verbose):
+            return int(args._run(args) or 0)
     except KeyboardInterrupt:
         end_progress_bars()
         print("interrupted", file=sys.stderr)

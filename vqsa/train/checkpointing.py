@@ -8,9 +8,9 @@ falls back to it when the last one is damaged or missing.
 """
 from __future__ import annotations
 
+import logging
 import os
 import random
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ import torch
 
 from vqsa.utils.io import atomic_torch_save
 from vqsa.utils.meta import versions
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "checkpoint_last.pt"
 PREVIOUS_NAME = "checkpoint_prev.pt"
@@ -147,8 +149,8 @@ def load_resume_checkpoint(
     except (CheckpointDamagedError, FileNotFoundError) as e:
         ckpt = load_training_checkpoint(previous, mmap=mmap)
         if announce:
-            print(f"resume: {e}; resuming from the checkpoint before it, {previous} (epoch {ckpt.get('epoch')}, "
-                  f"step {ckpt.get('step')})", file=sys.stderr)
+            logger.warning(f"resume: {e}; resuming from the checkpoint before it, {previous} "
+                           f"(epoch {ckpt.get('epoch')}, step {ckpt.get('step')})")
         return ckpt, previous
 
 

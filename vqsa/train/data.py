@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-import sys
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,8 @@ from vqsa.data.transforms import EvalTransform, TrainTransform, default_style
 from vqsa.utils import distributed as dist
 
 from .config import TrainConfig
+
+logger = logging.getLogger(__name__)
 
 DIGITS_NOTE = (
     "note: using scikit-learn's bundled digits (1,797 real 8x8 handwritten digits, upscaled to 32x32 RGB) because "
@@ -131,7 +133,7 @@ def build_train_data(cfg: TrainConfig) -> TrainData:
             root = _cifar_root(cfg)
             train, val = load_cifar10(root, "train"), load_cifar10(root, "test")
         else:
-            print(DIGITS_NOTE, file=sys.stderr)
+            logger.warning(DIGITS_NOTE)
             train, val = load_digits("train"), load_digits("test")
         train = _subset_arrays(train, d.train_subset, cfg.seed)
         split, val_idx = val, val.subset_indices(d.val_subset, cfg.seed)
@@ -175,7 +177,8 @@ def build_datasets(
     c = cfg.corruption
     schedule = CorruptionSchedule(train_corruptions, tuple(c.severities), c.mode, c.clean_fraction, cfg.seed)
     train = MixedCorruptionDataset(
-        data.train, schedule, TrainTransform(data.img_size, data.style, cfg.data.crop_padding), profile=c.profile, pairs=c.pairs,
+        data.train, schedule, TrainTransform(data.img_size, data.style, cfg.data.crop_padding), profile=c.profile,
+        pairs=c.pairs,
         apply_corruption=corrupt_on == "cpu", skip_bad=cfg.data.skip_bad,
     )
     val = MixedCorruptionDataset(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import sys
@@ -48,6 +49,19 @@ from .data import TrainData, build_datasets, build_train_data, resolve_corruptio
 from .logs import MetricsLogger, format_summary
 from .monitor import check_usage, usage_summary
 from .optim import build_optimizer, build_scheduler, freeze_backbone, split_decay, train_mode
+
+logger = logging.getLogger(__name__)
+
+
+def _quiet() -> bool:
+    """True when a vqsa logger above this module's is set above INFO (``vqsa train --quiet``); unconfigured logging
+    keeps the progress bars."""
+    node: logging.Logger | None = logger
+    while node is not None and node.name != "root":
+        if node.level != logging.NOTSET:
+            return node.level > logging.INFO
+        node = node.parent
+    return False
 
 # Order of the per-epoch running sums (float64, reduced over ranks with one all_reduce).
 _SUMS = ("loss", "ce", "aux", "correct", "count", "bad")
@@ -154,7 +168,7 @@ class Trainer:
                 "another --name (nothing was overwritten)"
             )
         if elsewhere and self.main:
-            print(f"resume: continuing {ckpt_path} in the run folder {self.run_dir}", file=sys.stderr)
+            logger.info(f"resume: continuing {ckpt_path} in the run folder {self.run_dir}")
         ckpt = None
         if ckpt_path is not None:
             ckpt, ckpt_path = load_resume_checkpoint(ckpt_path)
@@ -302,7 +316,7 @@ class Trainer:
             self.sums.copy_(ckpt["sums"].to(self.device))
         if self.main:
             where = f"epoch {self.epoch}" + (f", batch {self.batch_in_epoch}" if self.batch_in_epoch else "")
-            print(f"resumed {path} at {where} (step {self.step})", file=sys.stderr)
+            logger.info(f"resumed {path} at {where} (step {self.step})")
             self._report_changes(saved_cfg)
         return list(ckpt.get("history", []))
 
@@ -335,8 +349,8 @@ class Trainer:
             for group, params in zip(self.optimizer.param_groups, legacy):
                 group["params"] = params
             if self.main:
-                print("resume: keeping the checkpoint's weight-decay groups (it decays what no_weight_decay() "
-                      "names, as vqsa did when the run started)", file=sys.stderr)
+                logger.info("resume: keeping the checkpoint's weight-decay groups (it decays what no_weight_decay() "
+                            "names, as vqsa did when the run started)")
 
     def _report_changes(self, saved_cfg: dict[str, Any]) -> None:
         """One line naming the settings that differ from the checkpoint's, one more when they reshape the schedule.
@@ -345,15 +359,15 @@ class Trainer:
         changed = [k for k in new if k in old and old[k] != new[k] and k not in ("output_dir", "name")]
         if not changed:
             return
-        print("resume: settings differ from the checkpoint's: "
-              + ", ".join(f"{k} {show_value(old[k])} -> {show_value(new[k])}" for k in changed), file=sys.stderr)
+        logger.info("resume: settings differ from the checkpoint's: "
+                    + ", ".join(f"{k} {show_value(old[k])} -> {show_value(new[k])}" for k in changed))
         if any(k in _SCHEDULE_KEYS for k in changed):
             o, total = self.cfg.optim, self.scheduler.lr_lambdas[0].total
             shape = "constant" if o.scheduler == "constant" else f"{o.scheduler} to {o.min_lr:g}"
             warmup = f", warm-up {o.warmup_epochs:g} epochs" if o.warmup_epochs else ""
-            print(f"resume: the learning-rate schedule follows the current config ({shape} over {self.cfg.epochs} "
-                  f"epochs = {total} steps{warmup}): lr {self.optimizer.param_groups[0]['lr']:.4g} at step "
-                  f"{self.step}", file=sys.stderr)
+            logger.info(f"resume: the learning-rate schedule follows the current config ({shape} over "
+                        f"{self.cfg.epochs} epochs = {total} steps{warmup}): lr "
+                        f"{self.optimizer.param_groups[0]['lr']:.4g} at step {self.step}")
 
     def _finished_summary(self) -> dict[str, Any] | None:
         """The summary of a resumed run that already did all its epochs and wrote its final files (else None)."""
@@ -470,7 +484,7 @@ class Trainer:
             if self.vq is not None:
                 self.vq.reset_usage()
         train_mode(self.model, self.frozen_backbone)
-        bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, disable=not self.main,
+        bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch, disable=not self.main or _quiet(),
                    desc=f"epoch {epoch + 1}/{cfg.epochs}", dynamic_ncols=True, leave=False, file=sys.stderr)
         t0, images = time.perf_counter(), 0
         try:
@@ -545,9 +559,9 @@ class Trainer:
         if self.finished is not None:
             if self.main:
                 n = f"{cfg.epochs} epoch" + ("s" if cfg.epochs != 1 else "")
-                print(f"{self.run_dir} already finished its {n} (step {self.step}) and wrote its final files: nothing "
-                      f"to do. Pass --epochs N (more than {cfg.epochs}) to train longer; `vqsa evaluate --checkpoint "
-                      f"{self.run_dir} ...` evaluates it again.", file=sys.stderr)
+                logger.info(f"{self.run_dir} already finished its {n} (step {self.step}) and wrote its final files: "
+                            f"nothing to do. Pass --epochs N (more than {cfg.epochs}) to train longer; `vqsa evaluate "
+                            f"--checkpoint {self.run_dir} ...` evaluates it again.")
             self.logger.close()
             return self.finished
         self._announce()
@@ -568,8 +582,8 @@ class Trainer:
             if self.main:
                 shown = {k: record[k] for k in ("train_loss", "train_acc", "val_acc", "codebook_used", "images_per_s")
                          if k in record}
-                print(f"epoch {record['epoch']}/{cfg.epochs} " + " ".join(f"{k}={v:.4g}" for k, v in shown.items()),
-                      file=sys.stderr)
+                logger.info(f"epoch {record['epoch']}/{cfg.epochs} "
+                            + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
         self.logger.close()
         summary = self._finish(time.perf_counter() - t_start)
         dist.barrier()
@@ -584,18 +598,17 @@ class Trainer:
         loader = self._loader(self.train_ds, self.sampler, self.cfg.seed)
         n = init_codebook_from_data(self.model, (self._batch_inputs(b)[0] for b in loader if "image" in b))
         if self.main:
-            print(f"codebook initialised ({self.vq.init}) from {n} training features", file=sys.stderr)
+            logger.info(f"codebook initialised ({self.vq.init}) from {n} training features")
 
     def _announce(self) -> None:
         if not self.main:
             return
         cfg = self.cfg
         per_step = cfg.batch_size * (2 if cfg.corruption.pairs else 1)
-        print(f"run folder {self.run_dir}; data {self.data.description}", file=sys.stderr)
-        print(self.plan.describe(), file=sys.stderr)
-        print(f"effective batch size {cfg.batch_size} x {self.world} process(es) = {cfg.batch_size * self.world}"
-              + (f" images ({per_step * self.world} with clean/corrupted pairs)" if cfg.corruption.pairs else ""),
-              file=sys.stderr)
+        logger.info(f"run folder {self.run_dir}; data {self.data.description}")
+        logger.info(self.plan.describe())
+        logger.info(f"effective batch size {cfg.batch_size} x {self.world} process(es) = {cfg.batch_size * self.world}"
+                    + (f" images ({per_step * self.world} with clean/corrupted pairs)" if cfg.corruption.pairs else ""))
         if self.known:
             warnings.warn(
                 f"training corruptions {self.known} are also evaluation corruptions: their errors measure robustness "
@@ -626,9 +639,9 @@ class Trainer:
                         git_sha=git_sha(), machine=machine())
             atomic_write_json(self.run_dir / "summary.json", info)
             scalars = {k: v for k, v in summary.items() if not isinstance(v, (list, dict))}
-            print("summary:\n" + format_summary(scalars), file=sys.stderr)
+            logger.info("summary:\n" + format_summary(scalars))
             if evaluation is not None:
-                print(_evaluation_line(evaluation, self.run_dir), file=sys.stderr)
+                logger.info(_evaluation_line(evaluation, self.run_dir))
         return summary
 
     def _mark_stale_results(self) -> None:
@@ -639,9 +652,9 @@ class Trainer:
             os.replace(self.run_dir / name, self.run_dir / name.replace("results.", "results.stale.", 1))
         if old:
             why = "eval.enabled is false" if not self.cfg.eval.enabled else "the validation set is an image folder"
-            print(f"renamed {', '.join(old)} (the evaluation of the earlier weights) to results.stale.*: this run "
-                  f"writes no new evaluation ({why}); `vqsa evaluate --checkpoint {self.run_dir} ...` evaluates the "
-                  "new weights", file=sys.stderr)
+            logger.warning(f"renamed {', '.join(old)} (the evaluation of the earlier weights) to results.stale.*: "
+                           f"this run writes no new evaluation ({why}); `vqsa evaluate --checkpoint {self.run_dir} "
+                           "...` evaluates the new weights")
 
     def _save_final_weights(self) -> None:
         from vqsa.models import save_model
@@ -654,8 +667,8 @@ class Trainer:
             return None
         if self.data.val_arrays is None:
             if self.main:
-                print("corruption evaluation skipped: the validation set is an image folder; evaluate the run with "
-                      f"`vqsa evaluate --checkpoint {self.run_dir} --dataset imagenet-c`", file=sys.stderr)
+                logger.warning("corruption evaluation skipped: the validation set is an image folder; evaluate the run "
+                               f"with `vqsa evaluate --checkpoint {self.run_dir} --dataset imagenet-c`")
             return None
         from vqsa.eval import evaluate
 
