@@ -68,6 +68,11 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) ->
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     r.add_argument("--out", default=None,
                    help="output folder (default: <run>/eval/<dataset> for a run folder, else eval/<name>-<dataset>)")
+    r.add_argument("--skip-bad", action="store_true",
+                   help="exclude images that cannot be decoded (counted per cell, listed in results.json)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue an interrupted evaluation from the progress saved in the output folder after "
+                        "every cell (same model, data and settings)")
     r.add_argument("--no-progress", dest="progress", action="store_false")
     r.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -111,16 +116,16 @@ def run(args: argparse.Namespace) -> int:
         device = torch.device(args.device)
     try:
         model, info, train = _build_model(args)
+        out = Path(args.out) if args.out else _default_out(args, info)
         results = evaluate(
             model.to(device), args.dataset, args.data_root, args.corruptions, args.severities, clean=args.clean,
             batch_size=args.batch_size, num_workers=args.workers, amp=args.amp, limit=args.limit,
             indices=args.indices_from, on_the_fly=args.on_the_fly, seed=args.seed, profile=args.profile,
             jpeg_quality=args.jpeg_quality, allow_missing=args.allow_missing,
             device=device, train_corruptions=args.train_corruptions or train, model_info=info,
-            progress=args.progress,
+            progress=args.progress, skip_bad=args.skip_bad, checkpoint_dir=out, resume=args.resume,
         )
         if dist.is_main_process():
-            out = Path(args.out) if args.out else _default_out(args, info)
             paths = results.save(out)
             print(results.to_markdown())
             print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .imagenet_subsets import wnid_to_index
+from .mixed import BadImageError
 
 
 class EvalImages(Dataset):
@@ -166,8 +167,8 @@ class FolderImages(EvalImages):
         try:
             with Image.open(path) as im:
                 image = im.convert("RGB")
-        except OSError as e:
-            raise ValueError(f"cannot decode image {path}: {e}") from e
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise BadImageError(f"cannot decode image {path}: {e}") from e
         if self.resize:
             image = F.resize(image, self.resize, interpolation=InterpolationMode.BILINEAR, antialias=True)
         if self.crop:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -21,13 +22,17 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vqsa.data.cifar import ArrayDataset
 from vqsa.data.corrupted import EvalImages
+from vqsa.data.mixed import BadImageError
 from vqsa.data.sampling import seeded_subset
 from vqsa.metrics import top1_correct
 from vqsa.utils import distributed as dist
 from vqsa.utils.meta import git_sha, machine, versions
 
 from .datasets import EvalPlan, build_plan, resolve_corruptions
+from .progress import Progress, fingerprint, load_progress, model_digest, progress_path
 from .results import CLEAN, CellCount, EvalResults
+
+logger = logging.getLogger(__name__)
 
 # what EvalImages.identity_digests hashes, by kind of reference set
 _IDENTITY = {"ArrayImages": "pixels and label of each image",
@@ -72,11 +77,24 @@ class CellStream(Dataset):
     def cell_size(self, cell: int) -> int:
         return int(self.offsets[cell + 1] - self.offsets[cell])
 
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, k: int) -> tuple[torch.Tensor | None, int, int, str | None]:
+        """``(uint8 CHW image, label, cell, None)``, or ``(None, -1, cell, problem)`` for an unreadable image."""
         cell = int(np.searchsorted(self.offsets, k, side="right") - 1)
         i, keep = int(k - self.offsets[cell]), self.indices[cell]
-        image, label = self.plan.cells[cell].images[i if keep is None else int(keep[i])]
-        return image, label, cell
+        try:
+            image, label = self.plan.cells[cell].images[i if keep is None else int(keep[i])]
+        except BadImageError as e:
+            return None, -1, cell, str(e)
+        return image, label, cell, None
+
+
+def collate_cells(items: list[tuple[torch.Tensor | None, int, int, str | None]]) -> dict[str, Any]:
+    """A batch of :class:`CellStream` items: the readable images stacked, and the unreadable ones as (cell, problem)."""
+    good = [it for it in items if it[3] is None]
+    return {"images": torch.stack([it[0] for it in good]) if good else None,
+            "labels": torch.tensor([it[1] for it in good], dtype=torch.int64),
+            "cells": torch.tensor([it[2] for it in good], dtype=torch.int64),
+            "bad": [(it[2], it[3]) for it in items if it[3] is not None]}
 
 
 def _check_limit(limit: object) -> None:
@@ -197,18 +215,19 @@ def select_examples(
 
 
 class ShardSampler(Sampler[int]):
-    """Indices ``rank, rank + world_size, ...`` of ``range(n)``: an exact partition, shards differ by at most one."""
+    """Indices ``rank, rank + world_size, ...`` of ``range(n)``: an exact partition, shards differ by at most one;
+    ``start`` skips the first items of the shard (a resumed evaluation)."""
 
-    def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1, start: int = 0) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
-        self.n, self.rank, self.world_size = n, rank, world_size
+        self.n, self.rank, self.world_size, self.start = n, rank, world_size, start
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.n, self.world_size))
+        return iter(range(self.rank, self.n, self.world_size)[self.start:])
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.n, self.world_size))
+        return len(range(self.rank, self.n, self.world_size)[self.start:])
 
 
 def check_device(device: str | torch.device) -> torch.device:
@@ -247,8 +266,20 @@ def _forward(model: Callable[..., torch.Tensor], x: torch.Tensor, amp: bool, dev
     return out
 
 
+def _first_readable(plan: EvalPlan) -> torch.Tensor | None:
+    for cell in plan.cells:
+        for i in range(len(cell.images)):
+            try:
+                return cell.images[i][0]
+            except BadImageError:
+                continue
+    return None
+
+
 def _check_label_space(plan: EvalPlan, model: Callable[..., torch.Tensor], amp: bool, device: torch.device) -> None:
-    image, _ = plan.cells[0].images[0]
+    image = _first_readable(plan)
+    if image is None:
+        return  # no readable image at all: the count check says so
     logits = _forward(model, image.unsqueeze(0).to(device).float().div_(255), amp, device)
     n = logits.shape[1]
     if n != plan.num_classes:
@@ -279,6 +310,9 @@ def evaluate(
     train_corruptions: str | Sequence[str] | None = None,
     model_info: dict[str, Any] | None = None,
     progress: bool = True,
+    skip_bad: bool = False,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> EvalResults:
     """Evaluate a classifier on clean and corrupted images; returns exact counts and the derived metrics.
 
@@ -312,6 +346,13 @@ def evaluate(
         model_info: description recorded in the results (``label``: the run name used in tables; ``name``,
             ``architecture``, checkpoint, config...).
         progress: tqdm progress bar on rank 0.
+        skip_bad: exclude images that cannot be decoded, counted per cell and listed in ``results.data["excluded"]``
+            (metrics are over the readable images); without it the first one stops the evaluation with an error
+            naming the file.
+        checkpoint_dir: save each rank's counts there after every finished cell (``eval_progress.rank*.json``,
+            removed when the evaluation finishes).
+        resume: continue from the progress in ``checkpoint_dir`` (it must come from the same model weights, cells,
+            examples, seed, batch size, precision and world size); the final counts equal an uninterrupted run's.
 
     Example:
         >>> res = vqsa.evaluate(model, "cifar10-c", data_root="data", corruptions="common", limit=1000)
@@ -351,14 +392,29 @@ def evaluate(
     was_training = isinstance(model, nn.Module) and model.training
     if isinstance(model, nn.Module):
         model.eval()
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs the checkpoint_dir holding the evaluation's progress")
     try:
         with torch.inference_mode():
             stream = CellStream(plan, limit, seed, positions, _reference_size(plan), strict)
-            correct, total = _run(plan, stream, model, dev, batch_size, num_workers, amp, progress)
+            key = None
+            if checkpoint_dir is not None:
+                key = fingerprint({
+                    "dataset": plan.dataset, "source": plan.source, "examples": examples,
+                    "cells": [(c.corruption, c.severity, stream.cell_size(i)) for i, c in enumerate(plan.cells)],
+                    "limit": limit, "seed": seed, "batch_size": batch_size, "amp": amp,
+                    "world": dist.get_world_size(), "model": model_digest(model)})
+            prog = _run(plan, stream, model, dev, batch_size, num_workers, amp, progress, skip_bad,
+                        checkpoint_dir, key, resume)
     finally:
         if was_training:
             model.train()
-    counts = [CellCount(c.corruption, c.severity, int(k), int(n)) for c, k, n in zip(plan.cells, correct, total)]
+    counts = [CellCount(c.corruption, c.severity, int(k), int(n))
+              for c, k, n in zip(plan.cells, prog.correct, prog.total)]
+    excluded = {f"{c.corruption}/{c.severity}": int(x) for c, x in zip(plan.cells, prog.excluded) if x}
+    if excluded:
+        notes.append(f"{sum(excluded.values())} unreadable image(s) excluded (skip_bad): the metrics are over the "
+                     "readable images of each cell; data.excluded lists them")
     info = dict(model_info or {})
     if isinstance(model, nn.Module):
         arch = getattr(model, "model_config", {}).get("name") or type(model).__name__
@@ -370,7 +426,8 @@ def evaluate(
         clean=next((c for c in counts if c.corruption == CLEAN), None),
         cells=[c for c in counts if c.corruption != CLEAN], skipped=plan.skipped, model=info,
         data={**plan.data, "limit": limit,
-              "class_subset": None if plan.class_subset is None else len(plan.class_subset), "examples": examples},
+              "class_subset": None if plan.class_subset is None else len(plan.class_subset), "examples": examples,
+              "excluded": {"images": sum(excluded.values()), "per_cell": excluded, "files": prog.bad_files}},
         train_corruptions=train, notes=notes,
         meta={"versions": versions(), "git_sha": git_sha(), "machine": machine(),
               "world_size": dist.get_world_size(), "batch_size": batch_size, "amp": amp, "device": str(dev),
@@ -379,29 +436,77 @@ def evaluate(
 
 
 def _run(plan: EvalPlan, stream: CellStream, model: Callable[..., torch.Tensor], device: torch.device,
-         batch_size: int, num_workers: int, amp: bool, progress: bool) -> tuple[list[int], list[int]]:
+         batch_size: int, num_workers: int, amp: bool, progress: bool, skip_bad: bool = False,
+         checkpoint_dir: str | os.PathLike | None = None, key: str | None = None, resume: bool = False) -> Progress:
+    """Count this rank's shard (from the saved position when resuming), save the counts after every finished cell,
+    and sum them over ranks."""
     _check_label_space(plan, model, amp, device)
-    sampler = ShardSampler(len(stream), dist.get_rank(), dist.get_world_size())
+    rank, world, n_cells = dist.get_rank(), dist.get_world_size(), len(plan.cells)
+    path = progress_path(checkpoint_dir, rank, world) if checkpoint_dir is not None else None
+    prog = load_progress(path, key, n_cells) if resume and path is not None else None
+    prog = prog or Progress(key or "", n_cells)
+    sampler = ShardSampler(len(stream), rank, world, start=prog.position)
     loader = DataLoader(stream, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
-                        pin_memory=device.type == "cuda", persistent_workers=False)
-    n_cells = len(plan.cells)
-    counts = torch.zeros(2, n_cells, dtype=torch.int64, device=device)  # row 0 correct, row 1 total
+                        collate_fn=collate_cells, pin_memory=device.type == "cuda", persistent_workers=False)
+    counts = torch.zeros(3, n_cells, dtype=torch.int64, device=device)  # rows: correct, total, excluded
     subset = plan.class_subset.to(device) if plan.class_subset is not None else None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=len(stream), desc=f"eval {plan.dataset}", unit="img", dynamic_ncols=True,
-               disable=not progress or not dist.is_main_process())
+    bar = tqdm(total=len(stream), initial=prog.position * world, desc=f"eval {plan.dataset}", unit="img",
+               dynamic_ncols=True, disable=not progress or not dist.is_main_process())
+    last_cell = None
     with bar:
-        for images, labels, cells in loader:
-            x = images.to(device, non_blocking=True).float().div_(255)
-            labels, cells = labels.to(device, non_blocking=True), cells.to(device, non_blocking=True)
-            ok = top1_correct(_forward(model, x, amp, device), labels, subset)
-            counts[0].index_add_(0, cells, ok.long())
-            counts[1].index_add_(0, cells, torch.ones_like(cells))
-            bar.update(len(labels) * dist.get_world_size())
-    dist.all_reduce_sum(counts)
-    correct, total = counts.cpu().tolist()
+        for batch in loader:
+            for cell, problem in batch["bad"]:
+                if not skip_bad:
+                    raise BadImageError(f"{problem} (pass --skip-bad, or skip_bad=True, to exclude unreadable images "
+                                        "and count them)")
+                logger.warning(f"skipped: {problem}")
+                counts[2, cell] += 1
+                prog.bad_files.append(problem)
+            if batch["images"] is not None:
+                x = batch["images"].to(device, non_blocking=True).float().div_(255)
+                labels = batch["labels"].to(device, non_blocking=True)
+                cells = batch["cells"].to(device, non_blocking=True)
+                ok = top1_correct(_forward(model, x, amp, device), labels, subset)
+                counts[0].index_add_(0, cells, ok.long())
+                counts[1].index_add_(0, cells, torch.ones_like(cells))
+            n = len(batch["labels"]) + len(batch["bad"])
+            prog.position += n
+            bar.update(n * world)
+            cell_now = int(stream_cell(stream, sampler, prog.position - 1))
+            if path is not None and last_cell is not None and cell_now != last_cell:
+                _merge(prog, counts).save(path)  # a cell finished in this batch
+                counts.zero_()
+            last_cell = cell_now
+    _merge(prog, counts)
+    totals = torch.tensor([prog.correct, prog.total, prog.excluded], dtype=torch.int64, device=device)
+    dist.all_reduce_sum(totals)
+    prog.correct, prog.total, prog.excluded = totals.cpu().tolist()
+    if world > 1:
+        prog.bad_files = [f for files in dist.all_gather_object(prog.bad_files) for f in files]
     expected = [stream.cell_size(i) for i in range(n_cells)]
-    if total != expected:
-        raise RuntimeError(f"evaluated counts {total} differ from the cell sizes {expected}")
-    return correct, total
+    if [t + x for t, x in zip(prog.total, prog.excluded)] != expected:
+        raise RuntimeError(f"evaluated counts {prog.total} (+ {prog.excluded} excluded) differ from the cell sizes "
+                           f"{expected}")
+    empty = [f"{c.corruption}/{c.severity}" for c, t in zip(plan.cells, prog.total) if t == 0]
+    if empty:
+        raise ValueError(f"{plan.dataset}: no readable image in cell(s) {', '.join(empty)}")
+    if path is not None:
+        path.unlink(missing_ok=True)  # finished: the counts are in the results
+    return prog
+
+
+def stream_cell(stream: CellStream, sampler: ShardSampler, position: int) -> int:
+    """The cell of the ``position``-th item of the rank's whole shard."""
+    k = sampler.rank + position * sampler.world_size
+    return int(np.searchsorted(stream.offsets, k, side="right") - 1)
+
+
+def _merge(prog: Progress, counts: torch.Tensor) -> Progress:
+    """Add the counts gathered since the last save to ``prog``."""
+    correct, total, excluded = counts.cpu().tolist()
+    prog.correct = [a + b for a, b in zip(prog.correct, correct)]
+    prog.total = [a + b for a, b in zip(prog.total, total)]
+    prog.excluded = [a + b for a, b in zip(prog.excluded, excluded)]
+    return prog
