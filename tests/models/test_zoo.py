@@ -37,6 +37,14 @@ def test_pretrained_true_loads_the_shipped_file_offline():
     assert torch.equal(model.fc.weight, shipped["fc.weight"])
 
 
+def test_pretrained_without_num_classes_takes_the_shipped_classes(recwarn):
+    """As timm: the pretrained weights' class count is the default, so their classifier loads without a warning."""
+    model = vqsa.create_model(NAME, vq=False, pretrained=True)
+    assert model.num_classes == 10 and model.model_config["num_classes"] == 10
+    assert not [w for w in recwarn if "classifier" in str(w.message)]
+    assert vqsa.create_model(NAME, vq=False).num_classes == 1000  # no weights: the library default
+
+
 @pytest.mark.data
 def test_the_shipped_backbone_classifies_real_cifar10_test_images(cifar10_root):
     from vqsa.data.cifar import find_cifar10, load_cifar10

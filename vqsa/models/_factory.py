@@ -10,6 +10,7 @@ from vqsa.layers import FUSION_MODES, VectorQuantizer
 from ._backbone import build_backbone
 from .presets import codebook_preset as _codebook_preset
 from .vqsa import VQSAClassifier
+from .zoo import shipped_weights
 
 # VectorQuantizer options create_model forwards (besides codebook_size, distance and commitment_weight).
 _VQ_OPTIONS = (
@@ -32,7 +33,7 @@ def _refuse_unpooled(kwargs: dict[str, Any]) -> None:
 
 def create_model(
     name: str,
-    num_classes: int = 1000,
+    num_classes: int | None = None,
     *,
     pretrained: bool | str | os.PathLike = False,
     codebook_size: int | None = None,
@@ -50,6 +51,8 @@ def create_model(
         name: a timm model name (``"resnet50"``), a torchvision name with the ``tv:`` prefix (``"tv:resnet50"``,
             ``"tv:resnext101_32x8d"``) or one of vqsa's small backbones (``"cifar_resnet20"``); see ``list_models``.
         num_classes: classifier outputs; 0 builds no final layer (``model(x)`` returns the d-dim pre-logits).
+            None: the shipped weights' classes with ``pretrained=True`` for a backbone vqsa ships (10 for
+            ``cifar_airnet``), else 1000.
         pretrained: True loads the backbone's pretrained weights from torchvision / timm (RuntimeError when
             unavailable); a path loads them from a weights file of that network instead (a torchvision or timm
             state dict, ``.pth`` or ``.safetensors``: offline machines). Its classifier is kept when it has
@@ -80,8 +83,6 @@ def create_model(
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if not isinstance(name, str) or not name:
         raise TypeError(f"model name must be a non-empty string, got {name!r}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
-        raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
     if not isinstance(vq, bool):
         raise TypeError(f"vq must be a bool, got {vq!r}")
     if pretrained is None or (isinstance(pretrained, int) and pretrained in (0, 1)):
@@ -89,6 +90,11 @@ def create_model(
     if not isinstance(pretrained, (bool, str, os.PathLike)):
         raise TypeError(f"pretrained must be True/False or a weights file path, got {pretrained!r}")
     _refuse_unpooled(kwargs)
+    if num_classes is None:
+        shipped = shipped_weights().get(name) if pretrained is True else None
+        num_classes = shipped.num_classes if shipped is not None else 1000
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be an int >= 0, got {num_classes!r}")
     vq_opts = {k: kwargs.pop(k) for k in _VQ_OPTIONS if k in kwargs}
     if codebook_preset is not None:
         if not vq:
