@@ -31,6 +31,19 @@ def imagenet_sample(data_root: Path) -> Path:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """vqsa's on-disk caches (the precision probe) go to a folder of this test session, child processes included,
+    never to the user's home."""
+    before = os.environ.get("VQSA_CACHE_DIR")
+    os.environ["VQSA_CACHE_DIR"] = str(tmp_path_factory.mktemp("vqsa_cache"))
+    yield
+    if before is None:
+        os.environ.pop("VQSA_CACHE_DIR", None)
+    else:
+        os.environ["VQSA_CACHE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def child_env() -> dict[str, str]:
     """The environment for a child Python: this checkout first on its path, whatever vqsa is installed (if any)."""

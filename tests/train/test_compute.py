@@ -156,3 +156,37 @@ def test_the_pretraining_recipe_runs_end_to_end_on_a_small_budget(tmp_path):
     summary = json.loads((tmp_path / "cifar10_pretrain" / "summary.json").read_text())
     assert summary["epochs"] == 2 and 0 <= summary["val_acc"] <= 1 and summary["compute"]["workers"] == 0
     assert summary["config"]["optim"]["nesterov"] and summary["config"]["data"]["crop_padding"] == 2
+
+
+def test_probe_results_persist_per_machine_so_fresh_runs_agree(tmp_path, monkeypatch, caplog):
+    """A second process (here: an emptied in-process memo) reads the first one's probe instead of timing again; an
+    unreadable cache is measured anew, and VQSA_CACHE_DIR="" stores nothing."""
+    from vqsa.train import compute
+
+    monkeypatch.setenv("VQSA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(compute, "_PROBE_CACHE", {})
+    calls = []
+
+    def probe(rates):
+        return lambda dtypes: calls.append(rates) or {d: rates[d] for d in dtypes}
+
+    key = ("model", (8, 3, 32, 32), "cpu", True)
+    first = compute.cached_probe(key, probe({"float32": 100.0, "bfloat16": 150.0}))(("float32", "bfloat16"))
+    compute._PROBE_CACHE.clear()
+    with caplog.at_level("INFO", logger="vqsa"):
+        again = compute.cached_probe(key, probe({"float32": 100.0, "bfloat16": 90.0}))(("float32", "bfloat16"))
+    assert again == first and len(calls) == 1 and "read from" in caplog.text
+    other = compute.cached_probe(("other", *key[1:]), probe({"float32": 1.0, "bfloat16": 2.0}))(("float32",))
+    assert other == {"float32": 1.0} and len(calls) == 2
+
+    compute._PROBE_CACHE.clear()
+    compute.probe_cache_file().write_text("{not json")
+    with caplog.at_level("WARNING", logger="vqsa"):
+        compute.cached_probe(key, probe({"float32": 1.0, "bfloat16": 1.0}))(("float32", "bfloat16"))
+    assert len(calls) == 3 and "unreadable precision-probe cache" in caplog.text
+
+    monkeypatch.setenv("VQSA_CACHE_DIR", "")
+    compute._PROBE_CACHE.clear()
+    assert compute.probe_cache_file() is None
+    compute.cached_probe(key, probe({"float32": 1.0, "bfloat16": 1.0}))(("float32", "bfloat16"))
+    assert len(calls) == 4

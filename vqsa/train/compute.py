@@ -10,8 +10,9 @@ Config values left to ``auto`` (``null``) are chosen from the hardware:
   half the cores on the CPU. Never more than the cores this process may use.
 - ``threads``: on the CPU, the cores the workers leave free (divided between the processes of a torchrun job).
 - ``amp``: on the CPU, bfloat16 autocast when the CPU has native bfloat16 instructions (AVX512-BF16 or AMX) *and*
-  a probe of the model's own training step is at least 10 % faster than float32 (the probe's rates are recorded);
-  float32 otherwise. On CUDA ``auto`` keeps float32 (``amp: true`` turns autocast on).
+  a probe of the model's own training step is at least 10 % faster than float32 (the probe's rates are recorded,
+  and kept per machine and model in ``~/.cache/vqsa/precision_probe.json`` so that later runs agree); float32
+  otherwise. On CUDA ``auto`` keeps float32 (``amp: true`` turns autocast on).
 
 The codebook's nearest-code search and losses stay in float32 under autocast (see ``vqsa.layers.vq``).
 """
@@ -19,15 +20,23 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
+import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from vqsa.utils.meta import usable_cpus
+from vqsa.utils.io import atomic_write_json
+from vqsa.utils.meta import cpu_name, usable_cpus
+
+logger = logging.getLogger(__name__)
 
 PRECISIONS = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 #: bf16 must beat fp32 by this factor in the probe to be chosen (a margin over timing noise).
@@ -157,13 +166,52 @@ def plan_compute(
     return ComputePlan(device.type, n_threads, n_workers, precision, channels_last, where, rates)
 
 
+def probe_cache_file() -> Path | None:
+    """Where probe results persist between runs: ``$VQSA_CACHE_DIR`` (set but empty: nowhere), else
+    ``$XDG_CACHE_HOME/vqsa`` or ``~/.cache/vqsa``."""
+    folder = os.environ.get("VQSA_CACHE_DIR")
+    if folder == "":
+        return None
+    if folder is None:
+        folder = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                              "vqsa")
+    return Path(folder) / "precision_probe.json"
+
+
 def cached_probe(key: tuple, probe: Callable[[tuple[str, ...]], dict[str, float]]):
-    """``probe`` memoised per ``key`` (model config, batch shape, threads) within this process."""
+    """``probe`` memoised per ``key`` (model config, batch shape, device, memory format), torch threads, CPU model
+    and torch version: within this process, and on disk (:func:`probe_cache_file`), so that later runs on this
+    machine choose the same precision instead of timing again (delete the file to measure anew)."""
 
     def run(dtypes: tuple[str, ...]) -> dict[str, float]:
-        full = (*key, dtypes)
-        if full not in _PROBE_CACHE:
-            _PROBE_CACHE[full] = probe(dtypes)
-        return dict(_PROBE_CACHE[full])
+        full = (*key, dtypes, torch.get_num_threads(), cpu_name(), torch.__version__)
+        if full in _PROBE_CACHE:
+            return dict(_PROBE_CACHE[full])
+        path, digest = probe_cache_file(), hashlib.sha256(repr(full).encode()).hexdigest()
+        stored = _read_cache(path)
+        entry = stored.get(digest)
+        if isinstance(entry, dict) and all(isinstance(entry.get(d), (int, float)) for d in dtypes):
+            rates = {d: float(entry[d]) for d in dtypes}
+            logger.info(f"compute: precision probe of this model and machine read from {path}")
+        else:
+            rates = probe(dtypes)
+            if path is not None:
+                try:
+                    atomic_write_json(path, {**stored, digest: rates})
+                except OSError as e:  # a read-only home must not stop a run
+                    logger.debug(f"could not store the precision probe in {path}: {e}")
+        _PROBE_CACHE[full] = rates
+        return dict(rates)
 
     return run
+
+
+def _read_cache(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        logger.warning(f"{path}: unreadable precision-probe cache ({e}); measuring again")
+        return {}
+    return data if isinstance(data, dict) else {}
