@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ._registry import TV_PREFIX, vqsa_backbone
+from .weights_io import brief, read_checkpoint
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -126,7 +127,6 @@ def _own_classifier(model: nn.Module, name: str) -> nn.Module | None:
 
 def _read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A weights file read without unpickling (safetensors, or ``torch.load(weights_only=True)``)."""
-    from .checkpoint import read_checkpoint
 
     return read_checkpoint(path)[0]
 
@@ -143,7 +143,6 @@ def load_backbone_file(model: nn.Module, path: str | os.PathLike, name: str) -> 
     without weights). Its classifier is loaded when its shape fits and left as built otherwise, as timm does for
     another ``num_classes``; every other weight must be there with its shape (ValueError naming the keys), except
     BatchNorm's ``num_batches_tracked`` counters, which older files lack and torch's own loading tolerates."""
-    from .checkpoint import brief
 
     state = _read_weights(path)
     own = model.state_dict()
@@ -239,7 +238,6 @@ def _load_report(message: str) -> tuple[list[str], list[str], list[str]]:
 def _load_error_summary(message: str, ignore: set[str] = frozenset()) -> str:
     """torch's multi-line ``load_state_dict`` report in one line: key counts, a few names, the first shape clash
     (keys in ``ignore`` left out)."""
-    from .checkpoint import brief
 
     missing, unexpected, clashes = _load_report(message)
     missing, unexpected = [k for k in missing if k not in ignore], [k for k in unexpected if k not in ignore]

@@ -12,8 +12,8 @@ import re
 
 import torch
 
-from .checkpoint import clean_state_dict, load_state_dict, read_checkpoint
 from .vqsa import VQSAClassifier
+from .weights_io import clean_state_dict, load_state_dict, read_checkpoint
 
 _BACKBONE_KEY = re.compile(r"^resnet_layer\.(\d+)\.(.+)$")
 

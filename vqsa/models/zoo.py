@@ -19,6 +19,8 @@ from typing import Any
 
 from torch import nn
 
+from .weights_io import read_checkpoint, resolve_weights_file, safetensors_bytes
+
 logger = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
@@ -115,10 +117,9 @@ def load_shipped(model: nn.Module, name: str, *, weights_dir: str | os.PathLike 
 def backbone_state(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """The backbone's own state dict (its classifier as ``fc.*``) and model config of a vqsa weights file or run
     folder trained with ``model.vq: false``."""
-    from .checkpoint import _resolve_run_dir, read_checkpoint
 
     path = Path(path)
-    state, config = read_checkpoint(_resolve_run_dir(path) if path.is_dir() else path)
+    state, config = read_checkpoint(resolve_weights_file(path) if path.is_dir() else path)
     if not config or config.get("vq"):
         raise ValueError(f"{path}: not a vqsa baseline model (model.vq: false): cannot export its backbone alone")
     out = {}
@@ -138,7 +139,6 @@ def export_weights(source: str | os.PathLike, name: str, card: dict[str, Any],
     and record it, its sha256 and ``card`` in the manifest. The file's bytes depend only on the tensors."""
     from vqsa.utils.io import atomic_write_bytes, atomic_write_json
 
-    from .checkpoint import safetensors_bytes
 
     state, config = backbone_state(source)
     if config["name"] != name:

@@ -161,7 +161,7 @@ def load_training_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> 
     Anything else raises a one-line ``ValueError``: a weights file (``model.safetensors``, a state dict), a foreign,
     truncated or corrupt file.
     """
-    from vqsa.models.checkpoint import _is_safetensors, torch_load_error_message
+    from vqsa.models.weights_io import is_safetensors, torch_load_error_message
 
     path = Path(path)
     if not path.is_file():
@@ -171,7 +171,7 @@ def load_training_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> 
     if (path.parent / CHECKPOINT_NAME).is_file():
         resume_hint += f": here --resume {path.parent}"
     try:
-        weights_file = _is_safetensors(path)
+        weights_file = is_safetensors(path)
     except OSError:
         weights_file = False
     if weights_file:
