@@ -230,7 +230,7 @@ def _plot_curves(histories: dict[str, list[dict[str, Any]]], path: Path) -> None
 
 def _write_report(out: Path, rows, results, histories, budget: DemoBudget, data_note: str, data_desc: str,
                   wall: float, quick: bool, codebook: str) -> None:
-    from vqsa.eval.compare import markdown_tables
+    from vqsa.eval.report import markdown_tables
     from vqsa.eval.plots import plot_corruption_accuracy
 
     labels = [MODELS[n] for n in results]

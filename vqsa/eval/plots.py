@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from vqsa import metrics
 from vqsa.utils.io import atomic_save_figure
 
-from .results import EvalResults
+if TYPE_CHECKING:
+    from .results import EvalResults
 
 
 def plot_corruption_accuracy(

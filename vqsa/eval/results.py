@@ -18,6 +18,11 @@ from typing import Any
 from vqsa import metrics
 from vqsa.utils.io import atomic_write_json, atomic_write_text
 
+from .plots import plot_corruption_accuracy
+from .report import markdown_tables, summarize_cells
+
+__all__ = ["CLEAN", "CellCount", "EvalResults", "is_run_folder", "summarize_cells"]
+
 FORMAT = "vqsa-eval-results"
 FORMAT_VERSION = 1
 CLEAN = "clean"
@@ -327,8 +332,6 @@ class EvalResults:
 
     def to_markdown(self) -> str:
         """Paper-style Markdown: Table 3 row, Table 4 row, and the per-corruption accuracy table."""
-        from .compare import markdown_tables
-
         return markdown_tables([self])
 
     def save(self, out_dir: str | os.PathLike, plot: bool = True) -> dict[str, Path]:
@@ -339,8 +342,6 @@ class EvalResults:
         atomic_write_text(paths["csv"], self.to_csv())
         atomic_write_text(paths["md"], self.to_markdown())
         if plot and self.cells:
-            from .plots import plot_corruption_accuracy
-
             paths["png"] = out / "results.png"
             plot_corruption_accuracy([self], paths["png"])
         return paths
@@ -349,31 +350,6 @@ class EvalResults:
 def is_run_folder(path: Path) -> bool:
     """A ``vqsa train`` run folder (it holds config.yaml or summary.json)."""
     return (path / "config.yaml").is_file() or (path / "summary.json").is_file()
-
-
-def _severity_text(sevs: list[int]) -> str:
-    if len(sevs) == 1:
-        return f"severity {sevs[0]}"
-    if sevs == list(range(sevs[0], sevs[-1] + 1)):
-        return f"severities {sevs[0]}-{sevs[-1]}"
-    return "severities " + ", ".join(map(str, sevs))
-
-
-def summarize_cells(cells: list[dict[str, Any]], max_lines: int = 5) -> list[str]:
-    """Short lines describing skipped / missing cells (dicts with corruption, severity, reason): their distinct
-    reasons when there are at most ``max_lines``, else one line grouping the cells by corruption and an example."""
-    reasons = list(dict.fromkeys(str(c.get("reason", "")) for c in cells))
-    if len(reasons) <= max_lines:
-        return reasons
-    by_corruption: dict[str, list[int]] = {}
-    for c in cells:
-        by_corruption.setdefault(str(c["corruption"]), []).append(int(c["severity"]))
-    groups: dict[tuple[int, ...], list[str]] = {}
-    for name, sevs in by_corruption.items():
-        groups.setdefault(tuple(sorted(set(sevs))), []).append(name)
-    parts = [f"{_severity_text(list(sevs))} of {', '.join(names)}" for sevs, names in groups.items()]
-    return [f"{len(by_corruption)} corruption(s), " + "; ".join(parts),
-            f"e.g. {reasons[0]} (and {len(reasons) - 1} more like it)"]
 
 
 def _cell_dict(c: CellCount) -> dict[str, Any]:
