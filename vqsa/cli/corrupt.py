@@ -114,11 +114,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out}")
         return 0
     from vqsa.corruptions import dataset_writer as dw
+    from vqsa.data.cifar10_c import corrupt_cifar10
 
     if mode == "folder":
         _check_output_size(resize, center_crop)
     if mode == "cifar10":
-        summary = dw.corrupt_cifar10(
+        summary = corrupt_cifar10(
             args.paths[0], args.data_root, args.corruptions or "common", severities, limit=args.limit,
             profile=args.profile or "cifar", seed=args.seed, jobs=jobs, progress=not args.quiet,
         )

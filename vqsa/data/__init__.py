@@ -12,6 +12,7 @@ _LAZY = {
     # CIFAR-10 arrays and the data-root convention
     **dict.fromkeys(("CIFAR10_CLASSES", "ArrayDataset", "load_cifar10"), "vqsa.data.cifar"),
     "resolve_data_root": "vqsa.data.paths",
+    "corrupt_cifar10": "vqsa.data.cifar10_c",
     # evaluation: released ImageNet-C / CIFAR-10-C cells, clean folders, on-the-fly corrupted copies
     **dict.fromkeys(("ArrayImages", "CorruptedImages", "EvalImages", "FolderImages", "cifar10_c", "imagenet_c"),
                     "vqsa.data.corrupted"),
