@@ -26,7 +26,7 @@ from .transforms import to_chw_tensor
 
 CLEAN = -1  # corruption index of the identity function
 # Independent random streams of one sample, keyed (seed, epoch, index, stream).
-_STREAM_UNIFORM, _STREAM_CLEAN, _STREAM_AUGMENT, _STREAM_CORRUPT, _STREAM_BLOCK = range(5)
+_STREAM_UNIFORM, _STREAM_CLEAN, _STREAM_AUGMENT, _STREAM_CORRUPT, _STREAM_BLOCK, _STREAM_AUGMIX = range(6)
 
 
 class BadImageError(ValueError):
@@ -136,7 +136,10 @@ class MixedCorruptionDataset(torch.utils.data.Dataset):
 
     Items are dicts: ``image`` (uint8 CHW tensor, corrupted unless ``apply_corruption=False``), ``label``,
     ``corruption`` (index into ``schedule.corruptions`` or :data:`CLEAN`), ``severity`` (0 when clean) and, with
-    ``pairs=True``, ``clean`` (the same crop without corruption). With ``skip_bad=True`` an undecodable image gives
+    ``pairs=True``, ``clean`` (the same crop without corruption). With an ``augment`` (e.g. AugMix) and
+    ``augment_views=0`` the crop is augmented before the corruption; with ``augment_views=k`` the image stays as
+    drawn and ``augmented`` holds k augmented views of the crop (k, C, H, W), for a consistency loss such as
+    AugMix's Jensen-Shannon term. With ``skip_bad=True`` an undecodable image gives
     None, which :func:`collate_mixed` drops and counts. Call :meth:`set_epoch` before each epoch (workers must not
     be persistent, so that they see it).
 
@@ -147,6 +150,8 @@ class MixedCorruptionDataset(torch.utils.data.Dataset):
         corrupt_fn: ``corrupt_fn(img, severity, name, rng=..., profile=...) -> img``; defaults to
             ``vqsa.corruptions.corrupt``.
         apply_corruption: False to return clean crops with the draw only, for a device-side engine.
+        augment: ``augment(img, rng) -> img`` on the uint8 crop (e.g. :class:`vqsa.data.augmix.AugMixTransform`).
+        augment_views: 0 (augment the training image itself) or the number of extra augmented views.
     """
 
     def __init__(
@@ -160,6 +165,8 @@ class MixedCorruptionDataset(torch.utils.data.Dataset):
         pairs: bool = False,
         apply_corruption: bool = True,
         skip_bad: bool = False,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+        augment_views: int = 0,
     ) -> None:
         self.source = ArraySource(source) if isinstance(source, ArrayDataset) else source
         if len(self.source) == 0:
@@ -171,6 +178,11 @@ class MixedCorruptionDataset(torch.utils.data.Dataset):
         self.pairs = pairs
         self.apply_corruption = apply_corruption
         self.skip_bad = skip_bad
+        if augment_views and augment is None:
+            raise ValueError("augment_views needs an augment")
+        if pairs and augment_views:
+            raise ValueError("pairs and augmented views are two kinds of extra view: choose one")
+        self.augment, self.augment_views = augment, int(augment_views)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -198,6 +210,12 @@ class MixedCorruptionDataset(torch.utils.data.Dataset):
                 return None
             raise
         crop = self.transform(img, sample_rng(seed, epoch, index, _STREAM_AUGMENT))
+        views: list[np.ndarray] = []
+        if self.augment is not None:
+            rng = sample_rng(seed, epoch, index, _STREAM_AUGMIX)
+            views = [self.augment(crop, rng) for _ in range(max(1, self.augment_views))]
+            if not self.augment_views:
+                crop, views = views[0], []
         c, s = self.schedule.draw(epoch, index)
         out = crop
         if c != CLEAN and self.apply_corruption:
@@ -205,6 +223,8 @@ class MixedCorruptionDataset(torch.utils.data.Dataset):
         item = {"image": to_chw_tensor(out), "label": label, "corruption": c, "severity": s, "index": index}
         if self.pairs:
             item["clean"] = to_chw_tensor(crop)
+        if views:
+            item["augmented"] = torch.stack([to_chw_tensor(v) for v in views])
         return item
 
 
@@ -217,6 +237,7 @@ def collate_mixed(batch: list[dict[str, Any] | None]) -> dict[str, Any]:
     out["image"] = torch.stack([b["image"] for b in good])
     for key in ("label", "corruption", "severity", "index"):
         out[key] = torch.tensor([b[key] for b in good], dtype=torch.int64)
-    if "clean" in good[0]:
-        out["clean"] = torch.stack([b["clean"] for b in good])
+    for key in ("clean", "augmented"):
+        if key in good[0]:
+            out[key] = torch.stack([b[key] for b in good])
     return out

@@ -95,6 +95,14 @@ class CorruptionConfig:
     pairs: bool = False
     corrupt_on: str = "auto"  # auto | cpu (CPU engine in DataLoader workers) | device (batched engine in-process)
     profile: str = "auto"
+    augment: str = "none"  # none | augmix (torchvision's AugMix on every training crop, before any corruption)
+    augmix_severity: int = 3
+    augmix_width: int = 3
+    augmix_depth: int = -1  # -1: a random depth in 1..3 per chain
+    augmix_alpha: float = 1.0
+    augmix_all_ops: bool = False  # the AugMix paper leaves out the operations that overlap ImageNet-C
+    jsd: bool = False  # AugMix's Jensen-Shannon consistency over (image, 2 AugMix views); needs augment: augmix
+    jsd_weight: float = 12.0
 
 
 @dataclass
@@ -167,6 +175,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.dataset": ("cifar10", "imagefolder", "digits"),
     "corruption.mode": ("stratified", "uniform"),
     "corruption.corrupt_on": ("auto", "cpu", "device"),
+    "corruption.augment": ("none", "augmix"),
     "corruption.profile": ("auto", "imagenet", "cifar", "tinyimagenet"),
     "eval.profile": ("auto", "imagenet", "cifar", "tinyimagenet"),
     "optim.name": ("adam", "adamw", "sgd"),
@@ -179,6 +188,7 @@ _BOOLEAN_WORDS = ("", "true", "false", "yes", "no", "on", "off", "none", "null")
 _NON_NEGATIVE = (
     "save_every", "eval.val_every", "data.crop_padding", "optim.lr", "optim.weight_decay", "optim.warmup_epochs",
     "optim.min_lr", "optim.ce_weight", "optim.momentum", "optim.label_smoothing", "optim.backbone_lr_scale",
+    "corruption.jsd_weight",
 )
 # Command-line spellings familiar from timm/torchvision scripts, mapped to their dotted keys.
 ALIASES: dict[str, str] = {
@@ -346,6 +356,20 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     cf = cfg.corruption.clean_fraction
     if cf is not None and not 0.0 <= cf <= 1.0:
         raise ValueError(f"config key 'corruption.clean_fraction' must be in [0, 1] or null; got {cf!r}")
+    c = cfg.corruption
+    if c.jsd and c.augment != "augmix":
+        raise ValueError("config key 'corruption.jsd' needs corruption.augment: augmix (the consistency is over "
+                         "AugMix views)")
+    if c.jsd and c.pairs:
+        raise ValueError("config keys 'corruption.jsd' and 'corruption.pairs' both add views of each image: "
+                         "choose one")
+    if c.augment == "augmix":
+        from vqsa.data.augmix import AugMixTransform
+
+        try:
+            AugMixTransform(c.augmix_severity, c.augmix_width, c.augmix_depth, c.augmix_alpha, c.augmix_all_ops)
+        except ValueError as e:
+            raise ValueError(f"config keys 'corruption.augmix_*': {e}") from e
     if cfg.optim.warmup_epochs > cfg.epochs:
         raise ValueError(f"optim.warmup_epochs ({cfg.optim.warmup_epochs}) exceeds epochs ({cfg.epochs})")
     if not cfg.name or os.sep in cfg.name or cfg.name in (".", ".."):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vqsa.data.augmix import AugMixTransform
 from vqsa.data.cifar import ArrayDataset, find_cifar10, load_cifar10
 from vqsa.data.folder import FolderListing, ImageFolderSource, scan_image_folder
 from vqsa.data.mixed import ArraySource, CorruptionSchedule, ImageSource, MixedCorruptionDataset
@@ -176,10 +177,14 @@ def build_datasets(
     ``corrupt_on``: ``cpu`` corrupts in the dataset (the workers), ``device`` leaves it to the training loop."""
     c = cfg.corruption
     schedule = CorruptionSchedule(train_corruptions, tuple(c.severities), c.mode, c.clean_fraction, cfg.seed)
+    augment = None
+    if c.augment == "augmix":
+        augment = AugMixTransform(c.augmix_severity, c.augmix_width, c.augmix_depth, c.augmix_alpha,
+                                  c.augmix_all_ops)
     train = MixedCorruptionDataset(
         data.train, schedule, TrainTransform(data.img_size, data.style, cfg.data.crop_padding), profile=c.profile,
-        pairs=c.pairs,
-        apply_corruption=corrupt_on == "cpu", skip_bad=cfg.data.skip_bad,
+        pairs=c.pairs, apply_corruption=corrupt_on == "cpu", skip_bad=cfg.data.skip_bad, augment=augment,
+        augment_views=2 if c.jsd else 0,
     )
     val = MixedCorruptionDataset(
         data.val, CorruptionSchedule((), seed=cfg.seed), EvalTransform(data.img_size, data.style),

@@ -53,6 +53,13 @@ from .optim import build_optimizer, build_scheduler, freeze_backbone, split_deca
 logger = logging.getLogger(__name__)
 
 
+def jensen_shannon(logits: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """AugMix's consistency loss: the mean KL divergence of each view's prediction from their mixture."""
+    probs = [torch.softmax(v.float(), dim=1) for v in logits]
+    log_mixture = torch.clamp(torch.stack(probs).mean(0), 1e-7, 1).log()
+    return sum(F.kl_div(log_mixture, p, reduction="batchmean") for p in probs) / len(probs)
+
+
 def _quiet() -> bool:
     """True when a vqsa logger above this module's is set above INFO (``vqsa train --quiet``); unconfigured logging
     keeps the progress bars."""
@@ -416,6 +423,9 @@ class Trainer:
         if self.cfg.corruption.pairs:
             x = torch.cat([batch["clean"].to(self.device, non_blocking=True), x])
             y = torch.cat([y, y])
+        if "augmented" in batch:  # (B, k, C, H, W) -> the k views after the B images, view by view
+            views = batch["augmented"].to(self.device, non_blocking=True)
+            x = torch.cat([x, views.transpose(0, 1).flatten(0, 1)])
         x = to_float(x)
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -429,11 +439,16 @@ class Trainer:
                                     profile=self.cfg.corruption.profile)
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One optimiser step; ``x`` may hold extra views after the ``len(y)`` labelled images (AugMix's), which
+        enter through the Jensen-Shannon consistency term."""
         with self.autocast():
             out = self.ddp_model(x, return_aux=True)
-            ce = F.cross_entropy(out.logits.float(), y, label_smoothing=self.cfg.optim.label_smoothing)
+            logits = out.logits.float()
+            ce = F.cross_entropy(logits[: len(y)], y, label_smoothing=self.cfg.optim.label_smoothing)
             aux = out.aux_loss.float()
             loss = self.cfg.optim.ce_weight * ce + aux
+            if len(logits) > len(y):
+                loss = loss + self.cfg.corruption.jsd_weight * jensen_shannon(logits.chunk(len(logits) // len(y)))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.optim.clip_grad:
@@ -445,7 +460,7 @@ class Trainer:
         self.step += 1
         n = float(len(y))
         with torch.no_grad():
-            correct = (out.logits.argmax(1) == y).sum().double()
+            correct = (out.logits[: len(y)].argmax(1) == y).sum().double()
             terms = [loss.detach().double() * n, ce.detach().double() * n, aux.detach().double() * n, correct]
             self.sums += torch.stack([*terms, self.sums.new_tensor(n), self.sums.new_zeros(())])
 
