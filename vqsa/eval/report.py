@@ -46,6 +46,19 @@ def examples_set_text(ex: dict[str, Any] | None) -> str:
     return f"{how} images{of}" + (f", fingerprint {sha[:12]}" if sha else "")
 
 
+def protocol_text(r: EvalResults) -> str:
+    """The training protocol of a result in words: which evaluated corruptions it saw in training."""
+    if r.protocol == "unknown":
+        return "unknown (the corruptions seen in training were not recorded)"
+    if r.protocol == "unseen":
+        trained = f"trained on {len(r.train_corruptions)} corruption(s), none evaluated here" if r.train_corruptions \
+            else "trained without corruptions"
+        return f"every evaluated corruption unseen in training ({trained})"
+    unseen = [c for c in r.eval_corruptions if c not in set(r.overlap)]
+    return (f"{len(r.overlap)} evaluated corruption(s) seen in training ({', '.join(r.overlap)}); unseen: "
+            + (", ".join(unseen) or "none"))
+
+
 def comparability_warnings(runs: Sequence[EvalResults], labels: Sequence[str] | None = None) -> list[str]:
     """Why several results may not be comparable: different example sets (fingerprints), corruption sources,
     profiles, numbers of examples, severities or corruptions. Empty when nothing differs (or for a single run)."""
@@ -76,6 +89,10 @@ def comparability_warnings(runs: Sequence[EvalResults], labels: Sequence[str] | 
     cell_n = [tuple(sorted({c.total for c in r.cells})) for r in runs]
     if len(set(clean_n)) > 1 or len({n for n in cell_n if n}) > 1:
         out.append("different numbers of examples: " + show([r.examples_text() for r in runs]))
+    trained = [None if r.train_corruptions is None else tuple(sorted(r.train_corruptions)) for r in runs]
+    if len(set(trained)) > 1:
+        out.append("different training protocols (the corruptions seen in training differ, so seen and unseen "
+                   "numbers are mixed): " + show([protocol_text(r) for r in runs]))
     sevs = [tuple(r.severities) for r in runs if r.cells]
     if len(set(sevs)) > 1:
         out.append("different severities: " + show([", ".join(map(str, r.severities)) or "none" for r in runs]))
@@ -128,11 +145,10 @@ def markdown_tables(runs: Sequence[EvalResults], names: Sequence[str] | None = N
         arch = r.model.get("architecture")
         model = f" ({arch})" if arch and arch != lab else ""
         out.append(f"- **{lab}**{model}: {r.dataset}, {r.source}; {r.examples_text()}.")
+        out.append(f"  - protocol: {protocol_text(r)}")
         if r.examples:
             out.append(f"  - examples: {examples_set_text(r.examples)}")
         out += [f"  - {k}: {v}" for k, v in r.metric_notes().items()]
-        if r.overlap:
-            out.append(f"  - trained on evaluated corruptions: {', '.join(r.overlap)}")
         if len(r.skipped) <= 5:
             out += [f"  - skipped {s['corruption']}/{s['severity']}: {s['reason']}" for s in r.skipped]
         else:

@@ -161,6 +161,28 @@ class EvalResults:
             return None
         return self._group_accuracy([c for c in self.eval_corruptions if c not in set(self.train_corruptions)])
 
+    @property
+    def unseen_mean_error(self) -> float | None:
+        """Mean error (%) over evaluated corruptions that were not in the training list (None if it is unknown)."""
+        acc = self.unseen_accuracy
+        return None if acc is None else 100.0 - acc
+
+    @property
+    def unseen_mce(self) -> float | None:
+        """Mean AlexNet-normalised CE (%) over the unseen ones of the corruptions that have a CE (ImageNet-C)."""
+        if self.train_corruptions is None:
+            return None
+        ce = {c: v for c, v in self.ce().items() if c not in set(self.train_corruptions)}
+        return sum(ce.values()) / len(ce) if ce else None
+
+    @property
+    def protocol(self) -> str:
+        """Which protocol the numbers follow: ``unseen`` (no evaluated corruption was in training, as ImageNet-C's
+        authors and RobustBench require), ``seen`` (some were, as in the paper's Table 1), or ``unknown``."""
+        if self.train_corruptions is None:
+            return "unknown"
+        return "seen" if self.overlap else "unseen"
+
     def _mce_status(self) -> tuple[bool, str | None]:
         if not self.cells:
             return False, ("no corrupted images were evaluated (clean images only): mCE and corruption errors do "
@@ -229,6 +251,7 @@ class EvalResults:
             "mce": self.mce, "relative_mce": self.relative_mce, "mean_error": self.mean_error,
             "known_accuracy": self.known_accuracy, "unknown_accuracy": self.unknown_accuracy,
             "seen_accuracy": self.seen_accuracy, "unseen_accuracy": self.unseen_accuracy,
+            "unseen_mean_error": self.unseen_mean_error, "unseen_mce": self.unseen_mce, "protocol": self.protocol,
             "baseline": self.baseline, "notes": self.metric_notes(),
         }
 
@@ -243,7 +266,8 @@ class EvalResults:
             "dataset": self.dataset, "source": self.source,
             "summary": self.summary(),
             "per_corruption": {
-                c: {"accuracy": acc[c], "error": 100.0 - acc[c], "ce": ce.get(c), "severities": sorted(errs[c])}
+                c: {"accuracy": acc[c], "error": 100.0 - acc[c], "ce": ce.get(c), "severities": sorted(errs[c]),
+                    "seen_in_training": None if self.train_corruptions is None else c in set(self.train_corruptions)}
                 for c in self.eval_corruptions
             },
             "clean": _cell_dict(self.clean) if self.clean else None,
