@@ -43,6 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) ->
     d.add_argument("--no-clean", dest="clean", action="store_false", help="skip the clean images")
     d.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="same seeded random N images in every cell (a warning when the set has fewer)")
+    d.add_argument("--first-n", type=positive_int, default=None, metavar="N",
+                   help="evaluate the first N test images of every cell (RobustBench's convention; --limit draws a "
+                        "seeded subset instead)")
     d.add_argument("--indices-from", default=None, metavar="RESULTS",
                    help="evaluate exactly the examples of an earlier results.json (or its folder), e.g. a training "
                         "run's own evaluation; fails when they are not in this dataset")
@@ -68,6 +71,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) ->
     r.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
     r.add_argument("--out", default=None,
                    help="output folder (default: <run>/eval/<dataset> for a run folder, else eval/<name>-<dataset>)")
+    r.add_argument("--robustbench", action="store_true",
+                   help="also write RobustBench's model-info JSON and unaggregated-results row (corruptions "
+                        "leaderboard layout) into the output folder")
     r.add_argument("--skip-bad", action="store_true",
                    help="exclude images that cannot be decoded (counted per cell, listed in results.json)")
     r.add_argument("--resume", action="store_true",
@@ -102,6 +108,23 @@ def _default_out(args: argparse.Namespace, info: dict) -> Path:
     return Path("eval") / f"{info.get('label', 'model')}-{args.dataset}"
 
 
+def _indices(args: argparse.Namespace):
+    if args.first_n is not None and (args.indices_from or args.limit):
+        raise ValueError("--first-n picks the examples itself: drop --limit / --indices-from")
+    return list(range(args.first_n)) if args.first_n is not None else args.indices_from
+
+
+def _write_robustbench(results, out: Path) -> dict[str, Path]:
+    from vqsa.eval.robustbench import model_info, unaggregated_csv
+    from vqsa.utils.io import atomic_write_json, atomic_write_text
+
+    paths = {"robustbench_json": out / "robustbench_model_info.json",
+             "robustbench_csv": out / "robustbench_unaggregated.csv"}
+    atomic_write_json(paths["robustbench_json"], model_info(results))
+    atomic_write_text(paths["robustbench_csv"], unaggregated_csv(results))
+    return paths
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -120,13 +143,15 @@ def run(args: argparse.Namespace) -> int:
         results = evaluate(
             model.to(device), args.dataset, args.data_root, args.corruptions, args.severities, clean=args.clean,
             batch_size=args.batch_size, num_workers=args.workers, amp=args.amp, limit=args.limit,
-            indices=args.indices_from, on_the_fly=args.on_the_fly, seed=args.seed, profile=args.profile,
+            indices=_indices(args), on_the_fly=args.on_the_fly, seed=args.seed, profile=args.profile,
             jpeg_quality=args.jpeg_quality, allow_missing=args.allow_missing,
             device=device, train_corruptions=args.train_corruptions or train, model_info=info,
             progress=args.progress, skip_bad=args.skip_bad, checkpoint_dir=out, resume=args.resume,
         )
         if dist.is_main_process():
             paths = results.save(out)
+            if args.robustbench:
+                paths.update(_write_robustbench(results, out))
             print(results.to_markdown())
             print("wrote " + ", ".join(str(p) for p in paths.values()))
         dist.barrier()
