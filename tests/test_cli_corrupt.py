@@ -83,6 +83,22 @@ def test_jobs_2_is_byte_equal_to_jobs_1(tiny_folder, tmp_path):
     assert _outputs(one) == _outputs(two)
 
 
+def test_an_edited_manifest_is_refused_on_resume(tiny_folder, tmp_path, capsys):
+    """vqsa_corrupt.json carries the sha256 of its own content: a changed setting is named, not trusted."""
+    import json
+
+    dst = tmp_path / "dst"
+    args = ["corrupt", str(tiny_folder), str(dst), *FAST, *SMALL]
+    assert main(args) == 0
+    path = dst / "vqsa_corrupt.json"
+    data = json.loads(path.read_text())
+    data["settings"]["seed"] = 12345
+    path.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(args) == 1
+    assert f"{path}: damaged file: its content does not match the sha256" in capsys.readouterr().err
+
+
 def test_resume_writes_only_missing_files(tiny_folder, tmp_path, capsys):
     dst = tmp_path / "dst"
     args = ["corrupt", str(tiny_folder), str(dst), *FAST, *SMALL]

@@ -248,3 +248,24 @@ def test_load_checkpoint_of_the_bare_network_points_to_pretrained_file(tmp_path)
         vqsa.load_checkpoint(model, tmp_path / "r18.pth", strict=False)
     with pytest.raises(ValueError, match="--model NAME --pretrained PATH"):
         vqsa.load_model(tmp_path / "r18.pth")
+
+
+def test_flipped_bytes_in_saved_weights_are_refused_naming_the_file(trained, tmp_path):
+    """A model.safetensors records the sha256 of its tensor data; a changed byte is a clear error on any read, and
+    files without the record (other tools') still load."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from vqsa.models.weights_io import DATA_SHA256, WeightsIntegrityError
+
+    path = vqsa.save_model(trained, tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        assert len(f.metadata()[DATA_SHA256]) == 64
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(WeightsIntegrityError, match=re.escape(str(path)) + ": damaged weights file"):
+        vqsa.load_model(path)
+    plain = tmp_path / "plain.safetensors"
+    save_file({k: v.contiguous() for k, v in trained.state_dict().items()}, str(plain))
+    vqsa.load_checkpoint(trained, plain)  # no recorded sha256: nothing to check

@@ -106,6 +106,21 @@ def test_export_is_deterministic_and_round_trips(fake_zoo, tmp_path):
     assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items() if k in state)
 
 
+def test_a_changed_weights_manifest_is_refused_naming_it(fake_zoo):
+    """The manifest carries the sha256 of its own content: an edited card or hash is caught before any use."""
+    import json
+
+    weights_dir, entry, _ = fake_zoo
+    path = weights_dir / "manifest.json"
+    data = json.loads(path.read_text())
+    assert len(data["content_sha256"]) == 64
+    data[NAME]["card"]["note"] = "edited"
+    path.write_text(json.dumps(data))
+    shipped_weights.cache_clear()
+    with pytest.raises(ValueError, match=f"{path}: damaged file"):
+        shipped_weights()
+
+
 def test_a_damaged_weights_file_is_refused_naming_it(fake_zoo):
     weights_dir, entry, _ = fake_zoo
     path = weights_dir / entry.file

@@ -26,7 +26,12 @@ import numpy as np
 from PIL import Image
 
 from vqsa.corruptions._api import derive_rng
-from vqsa.utils.io import atomic_open, atomic_write_bytes, atomic_write_json
+from vqsa.utils.io import (
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_checked_json,
+    read_checked_json,
+)
 from vqsa.utils.lock import LOCK_NAME, folder_lock
 from vqsa.utils.paths import walk_tree
 
@@ -501,8 +506,8 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
+        manifest = read_checked_json(path)  # a damaged one raises, naming itself
+    except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: unreadable manifest ({e})") from e
     return manifest if isinstance(manifest, dict) else None
 
@@ -535,7 +540,7 @@ def _claim_destination(dst: Path, kind: str, settings: dict[str, Any], info: dic
         raise ValueError(f"destination {str(dst)!r} is not empty and has no {MANIFEST_NAME}; choose a new folder")
     from vqsa.utils.meta import versions
 
-    atomic_write_json(
+    atomic_write_checked_json(
         manifest,
         {"format": _MANIFEST_FORMAT, "kind": kind, "settings": settings, **info, "versions": versions()},
     )

@@ -45,6 +45,7 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
     atomic_write_bytes(path, safetensors_bytes(tensors, meta))
     return path
 
+
 def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> Any:
     """Load weights from ``path`` (our safetensors, a ``.pt`` state dict or training checkpoint) into ``model``.
 
@@ -54,6 +55,7 @@ def load_checkpoint(model: nn.Module, path: str | os.PathLike, strict: bool = Tr
     """
     state, _ = read_checkpoint(path)
     return load_state_dict(model, state, strict=strict, source=str(path))
+
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from a safetensors file, a training checkpoint ``.pt`` or a run folder; in eval mode.

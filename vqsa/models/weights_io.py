@@ -4,6 +4,7 @@ unpickled), prefix cleaning, and loading a state dict into a module with errors 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import warnings
@@ -17,16 +18,42 @@ FORMAT = "vqsa"
 _PREFIXES = ("module.", "_orig_mod.")
 
 
+class WeightsIntegrityError(ValueError):
+    """A weights file does not match its recorded sha256 (damaged, truncated or replaced)."""
+
+
+#: Metadata key of the sha256 of a safetensors file's tensor data, written by :func:`safetensors_bytes`.
+DATA_SHA256 = "sha256_data"
+
+
 def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
     """A safetensors file as bytes that depend only on the tensors and the metadata: the header is written with
-    sorted keys (safetensors writes its metadata in hash order, which differs from process to process)."""
+    sorted keys (safetensors writes its metadata in hash order, which differs from process to process), and its
+    metadata records the sha256 of the tensor data (``sha256_data``), which every read checks."""
     from safetensors.torch import save
 
     data = save(tensors, metadata=metadata)
     n = int.from_bytes(data[:8], "little")
-    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    body = data[8 + n :]
+    header_obj = json.loads(data[8 : 8 + n])
+    header_obj["__metadata__"] = {**header_obj.get("__metadata__", {}), DATA_SHA256: hashlib.sha256(body).hexdigest()}
+    header = json.dumps(header_obj, sort_keys=True, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)  # the data section stays 8-byte aligned, as safetensors writes it
-    return len(header).to_bytes(8, "little") + header + data[8 + n :]
+    return len(header).to_bytes(8, "little") + header + body
+
+
+def verify_safetensors_data(path: Path, expected: str) -> None:
+    """Raise :class:`WeightsIntegrityError` naming ``path`` when its tensor data's sha256 is not ``expected``."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        f.seek(8 + n)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != expected:
+        raise WeightsIntegrityError(f"{path}: damaged weights file: its tensor data does not match the sha256 "
+                                    f"recorded in it ({expected[:12]}...), so it was changed after it was written")
+
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
@@ -35,6 +62,7 @@ def unwrap(model: nn.Module) -> nn.Module:
         if not isinstance(inner, nn.Module):
             return model
         model = inner
+
 
 def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Strip the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes from every key."""
@@ -49,21 +77,27 @@ def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[key] = value
     return out
 
+
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             meta = f.metadata() or {}
-            return {k: f.get_tensor(k) for k in f.keys()}, meta
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, RuntimeError) as e:
         raise ValueError(f"{path}: not a readable safetensors file (truncated or corrupt?): {e}") from e
+    if DATA_SHA256 in meta:
+        verify_safetensors_data(path, meta[DATA_SHA256])
+    return state, meta
+
 
 def _read_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError (zip), EOFError, OSError...: one line, not torch's text
         raise ValueError(torch_load_error_message(path, e)) from e
+
 
 def torch_load_error_message(path: str | os.PathLike, error: BaseException) -> str:
     """One line for a failed ``torch.load(path, weights_only=True)``, without torch's advice to retry with
@@ -82,12 +116,14 @@ def torch_load_error_message(path: str | os.PathLike, error: BaseException) -> s
         return f"{path}: cannot read the file ({error.strerror or error})"
     return f"{path}: not a vqsa/torch checkpoint, or a truncated/corrupt file" + (" (it is empty)" if empty else "")
 
+
 def is_safetensors(path: Path) -> bool:
     """By suffix, else by content: safetensors starts with an 8-byte header length followed by a JSON ``{``."""
     if path.suffix == ".safetensors":
         return True
     with open(path, "rb") as f:
         return f.read(9)[8:] == b"{"
+
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """Read ``(state_dict, model_config or None)`` from a safetensors file or a ``.pt`` dict, prefixes stripped.
@@ -123,6 +159,7 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
             raise ValueError(f"{path}: not a state dict (non-tensor entries such as {bad[:3]})")
     return clean_state_dict(state), config
 
+
 def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], strict: bool = True, source: str = "") -> Any:
     """``model.load_state_dict`` with prefix cleaning and readable errors (see :func:`load_checkpoint`)."""
     model = unwrap(model)
@@ -154,9 +191,11 @@ def load_state_dict(model: nn.Module, state: dict[str, torch.Tensor], strict: bo
         warnings.warn(f"nothing loaded: {message}", stacklevel=3)
     return model.load_state_dict(state, strict=strict)
 
+
 def brief(keys: list[str], n: int = 4) -> str:
     """The first ``n`` keys for an error message: ``[a, b, c, d, ...]``."""
     return "[" + ", ".join(keys[:n]) + (", ..." if len(keys) > n else "") + "]"
+
 
 def resolve_weights_file(path: Path) -> Path:
     for name in ("model.safetensors", "checkpoint_last.pt"):

@@ -8,7 +8,6 @@ an error naming it; nothing is unpickled.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import warnings
@@ -19,16 +18,14 @@ from typing import Any
 
 from torch import nn
 
-from .weights_io import read_checkpoint, resolve_weights_file, safetensors_bytes
+from vqsa.utils.io import atomic_write_checked_json, read_checked_json
+
+from .weights_io import WeightsIntegrityError, read_checkpoint, resolve_weights_file, safetensors_bytes
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 MANIFEST_NAME = "manifest.json"
-
-
-class WeightsIntegrityError(ValueError):
-    """A weights file does not match its recorded sha256 (damaged, truncated or replaced)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +59,7 @@ def shipped_weights() -> dict[str, ShippedWeights]:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
+        data = read_checked_json(path)
         return {name: ShippedWeights(name=name, **entry) for name, entry in data.items()}
     except (ValueError, TypeError) as e:
         raise ValueError(f"{path}: not a valid weights manifest: {e}") from e
@@ -137,7 +134,7 @@ def export_weights(source: str | os.PathLike, name: str, card: dict[str, Any],
                    weights_dir: str | os.PathLike = WEIGHTS_DIR) -> ShippedWeights:
     """Write the backbone of ``source`` (a run folder or weights file) as ``<weights_dir>/<name>.safetensors``
     and record it, its sha256 and ``card`` in the manifest. The file's bytes depend only on the tensors."""
-    from vqsa.utils.io import atomic_write_bytes, atomic_write_json
+    from vqsa.utils.io import atomic_write_bytes
 
 
     state, config = backbone_state(source)
@@ -149,8 +146,8 @@ def export_weights(source: str | os.PathLike, name: str, card: dict[str, Any],
                            num_classes=int(config["num_classes"]), card=card)
     atomic_write_bytes(weights_dir / entry.file, data)
     manifest_path = weights_dir / MANIFEST_NAME
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    manifest = read_checked_json(manifest_path) if manifest_path.is_file() else {}
     manifest[name] = {"file": entry.file, "sha256": entry.sha256, "num_classes": entry.num_classes, "card": card}
-    atomic_write_json(manifest_path, dict(sorted(manifest.items())))
+    atomic_write_checked_json(manifest_path, dict(sorted(manifest.items())))
     shipped_weights.cache_clear()
     return entry

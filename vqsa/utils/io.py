@@ -1,7 +1,9 @@
-"""Atomic file writes: a crash or a kill never leaves a half-written file under the final name."""
+"""Atomic file writes: a crash or a kill never leaves a half-written file under the final name; JSON records that
+carry the sha256 of their own content."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import uuid
@@ -87,3 +89,29 @@ def atomic_save_figure(fig: Any, path: str | os.PathLike, *, fmt: str = "png", d
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=dpi)
     atomic_write_bytes(path, buf.getvalue())
+
+
+#: Key of a JSON record's own content hash (the sha256 of its other keys in canonical form).
+CONTENT_SHA256 = "content_sha256"
+
+
+def content_sha256(record: dict[str, Any]) -> str:
+    """sha256 of ``record`` without its :data:`CONTENT_SHA256` key, as sorted, compact JSON."""
+    body = {k: v for k, v in record.items() if k != CONTENT_SHA256}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def atomic_write_checked_json(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """:func:`atomic_write_json` of ``record`` plus its content hash, which :func:`read_checked_json` verifies."""
+    atomic_write_json(path, {**record, CONTENT_SHA256: content_sha256(record)})
+
+
+def read_checked_json(path: str | os.PathLike) -> Any:
+    """The JSON at ``path``, its content hash verified when it has one (ValueError naming the file otherwise), and
+    removed from the returned dict."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if isinstance(data, dict) and CONTENT_SHA256 in data:
+        if data[CONTENT_SHA256] != content_sha256(data):
+            raise ValueError(f"{path}: damaged file: its content does not match the sha256 recorded in it")
+        data = {k: v for k, v in data.items() if k != CONTENT_SHA256}
+    return data
