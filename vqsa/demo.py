@@ -230,8 +230,8 @@ def _plot_curves(histories: dict[str, list[dict[str, Any]]], path: Path) -> None
 
 def _write_report(out: Path, rows, results, histories, budget: DemoBudget, data_note: str, data_desc: str,
                   wall: float, quick: bool, codebook: str) -> None:
-    from vqsa.eval.report import markdown_tables
     from vqsa.eval.plots import plot_corruption_accuracy
+    from vqsa.eval.report import markdown_tables
 
     labels = [MODELS[n] for n in results]
     plot_corruption_accuracy(list(results.values()), out / "corruption_accuracy.png", labels=labels)

@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image
 
 from vqsa.corruptions._api import derive_rng
-from vqsa.utils.io import (
+from vqsa.utils.io import (  # noqa: F401  (BadImageError: raised here, and importable from here)
+    BadImageError,
     atomic_open,
     atomic_write_bytes,
     atomic_write_checked_json,
@@ -41,10 +42,6 @@ PROFILES = ("auto", "imagenet", "cifar", "tinyimagenet")
 SEVERITIES = (1, 2, 3, 4, 5)
 _MANIFEST_FORMAT = "vqsa-corrupt/1"
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
-
-
-class BadImageError(ValueError):
-    """A source file that cannot be decoded as an image (unreadable, truncated, not an image)."""
 
 
 @dataclass(frozen=True)

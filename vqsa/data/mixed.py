@@ -21,16 +21,14 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from vqsa.utils.io import BadImageError  # noqa: F401  (re-exported: vqsa.data.BadImageError)
+
 from .cifar import ArrayDataset
 from .transforms import to_chw_tensor
 
 CLEAN = -1  # corruption index of the identity function
 # Independent random streams of one sample, keyed (seed, epoch, index, stream).
 _STREAM_UNIFORM, _STREAM_CLEAN, _STREAM_AUGMENT, _STREAM_CORRUPT, _STREAM_BLOCK, _STREAM_AUGMIX = range(6)
-
-
-class BadImageError(ValueError):
-    """An image file that cannot be decoded; the message names the file."""
 
 
 class ImageSource(Protocol):

@@ -91,6 +91,10 @@ def atomic_save_figure(fig: Any, path: str | os.PathLike, *, fmt: str = "png", d
     atomic_write_bytes(path, buf.getvalue())
 
 
+class BadImageError(ValueError):
+    """An image file that cannot be decoded (unreadable, truncated, not an image); the message names the file."""
+
+
 #: Key of a JSON record's own content hash (the sha256 of its other keys in canonical form).
 CONTENT_SHA256 = "content_sha256"
 
