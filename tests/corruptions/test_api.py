@@ -328,3 +328,23 @@ def test_import_is_light_and_batched_engine_reexported(child_env):
     assert corruptions.RandomCorruption is RandomCorruption
     with pytest.raises(AttributeError, match="no attribute"):
         corruptions.not_a_name  # noqa: B018
+
+
+def test_one_resolve_corruptions_serves_training_evaluation_and_the_writers():
+    from vqsa.corruptions import resolve_corruptions
+    from vqsa.corruptions.dataset_writer import requested_corruptions
+    from vqsa.eval.datasets import resolve_corruptions as eval_resolve
+    from vqsa.train.data import resolve_corruptions as train_resolve
+
+    spec = ["noise", "fog", "gaussian_noise", "unknown"]
+    expected = ("gaussian_noise", "shot_noise", "impulse_noise", "fog", "speckle_noise", "gaussian_blur", "spatter",
+                "saturate")
+    assert resolve_corruptions(spec) == train_resolve(spec) == tuple(eval_resolve(spec)) == expected
+    assert resolve_corruptions("known") == resolve_corruptions("common") and len(resolve_corruptions("common")) == 15
+    assert resolve_corruptions([]) == resolve_corruptions("none") == ()
+    with pytest.raises(ValueError, match="no corruptions requested"):
+        requested_corruptions([])
+    with pytest.raises(ValueError, match="unknown corruption or subset 'fogg'"):
+        resolve_corruptions("fogg")
+    with pytest.raises(TypeError, match="must be strings"):
+        resolve_corruptions([3])

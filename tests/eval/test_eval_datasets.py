@@ -84,7 +84,7 @@ def test_plan_falls_back_to_on_the_fly(tmp_path):
 
 
 def test_bad_specs():
-    with pytest.raises(ValueError, match="unknown corruption 'fogg'"):
+    with pytest.raises(ValueError, match="unknown corruption or subset 'fogg'"):
         resolve_corruptions(["fog", "fogg"])
     assert resolve_corruptions(["noise", "fog", "gaussian_noise"]) == [
         "gaussian_noise", "shot_noise", "impulse_noise", "fog"]

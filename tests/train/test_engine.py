@@ -200,7 +200,7 @@ def test_bad_inputs_give_clear_messages(tmp_path, capsys, monkeypatch):
     assert main(["train", *base, "--data.dataset", "imagefolder", "--data-root", str(tmp_path / "empty")]) == 1
     assert "no class folders" in capsys.readouterr().err
     assert main(["train", *base, "--corruption.corruptions", "[gaussian_noise, fogg]"]) == 1
-    assert "unknown corruption(s) ['fogg']" in capsys.readouterr().err
+    assert "unknown corruption or subset 'fogg'" in capsys.readouterr().err
 
     # an ImageFolder tree with one undecodable file: named in the error; --skip-bad counts and skips it
     rng = np.random.default_rng(0)

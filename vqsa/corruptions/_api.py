@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -46,6 +46,28 @@ def get_corruption_names(subset: str = "common") -> list[str]:
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {list(SUBSETS)}, got {subset!r}")
     return list(SUBSETS[subset])
+
+
+#: Other names of subsets: the paper's "known" / "unknown" corruptions, and "none" for clean training.
+SUBSET_ALIASES: dict[str, tuple[str, ...]] = {"known": SUBSETS["common"], "unknown": SUBSETS["validation"],
+                                              "none": ()}
+
+
+def resolve_corruptions(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """Corruption names from a name, a subset (common / known, validation / unknown, all, noise, blur, weather,
+    digital, none) or a sequence of both; the order follows the tokens, duplicates are dropped, ``[]`` and
+    ``"none"`` give ``()``. An unknown token is a ValueError naming it."""
+    tokens = [spec] if isinstance(spec, str) else list(spec)
+    names: list[str] = []
+    for token in tokens:
+        if not isinstance(token, str):
+            raise TypeError(f"corruption names must be strings, got {token!r}")
+        found = (token,) if token in CORRUPTIONS else SUBSETS.get(token, SUBSET_ALIASES.get(token))
+        if found is None:
+            raise ValueError(f"unknown corruption or subset {token!r}; subsets: "
+                             f"{', '.join([*SUBSETS, *SUBSET_ALIASES])}; names: {', '.join(CORRUPTIONS)}")
+        names.extend(n for n in found if n not in names)
+    return tuple(names)
 
 
 def resolve_profile(profile: str, height: int, width: int) -> str:

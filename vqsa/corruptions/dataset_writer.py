@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 from PIL import Image
 
-from vqsa.corruptions._api import derive_rng
+from vqsa.corruptions._api import derive_rng, resolve_corruptions
 from vqsa.utils.io import (  # noqa: F401  (BadImageError: raised here, and importable from here)
     BadImageError,
     atomic_open,
@@ -69,32 +69,12 @@ class WriteSummary:
 # argument helpers
 
 
-def resolve_corruptions(spec: str | Sequence[str]) -> tuple[str, ...]:
-    """Corruption names from names and/or subset names (common, validation, all, noise, blur, weather, digital).
-
-    Order follows the tokens; duplicates are dropped. Raises ``ValueError`` naming an unknown token.
-    """
-    from vqsa.corruptions import CORRUPTIONS, get_corruption_names
-
-    tokens = [spec] if isinstance(spec, str) else list(spec)
-    if not tokens:
+def requested_corruptions(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """:func:`vqsa.corruptions.resolve_corruptions`, refusing an empty request (a writer must write something)."""
+    names = resolve_corruptions(spec)
+    if not names:
         raise ValueError("no corruptions requested")
-    names: list[str] = []
-    for token in tokens:
-        if not isinstance(token, str):
-            raise TypeError(f"corruption names must be strings, got {type(token).__name__}")
-        if token in CORRUPTIONS:
-            found: Sequence[str] = [token]
-        else:
-            try:
-                found = get_corruption_names(token)
-            except ValueError:
-                raise ValueError(
-                    f"unknown corruption or subset {token!r}; subsets: common, validation, all, noise, blur, "
-                    f"weather, digital; names: {', '.join(CORRUPTIONS)}"
-                ) from None
-        names.extend(n for n in found if n not in names)
-    return tuple(names)
+    return names
 
 
 def check_severities(severities: Sequence[int]) -> tuple[int, ...]:
@@ -315,14 +295,14 @@ def corrupt_folder(
     Outputs are PNG, or JPEG at ``jpeg_quality`` with ``optimize=True`` (85 = the released ImageNet-C files).
 
     Args:
-        corruptions: names and/or subset names (see :func:`resolve_corruptions`).
+        corruptions: names and/or subset names (see :func:`vqsa.corruptions.resolve_corruptions`).
         jobs: worker processes (1 = in this process). Results do not depend on it.
         skip_bad: skip unreadable/truncated source files (listed in the summary) instead of raising.
     """
     job = _FolderJob(
         src=Path(src),
         dst=Path(dst),
-        corruptions=resolve_corruptions(corruptions),
+        corruptions=requested_corruptions(corruptions),
         severities=check_severities(severities),
         profile=check_profile(profile),
         resize=_check_size("resize", resize),
@@ -412,7 +392,7 @@ def corrupt_arrays(
             the full dataset so that a subset's rows equal the corresponding rows of a full run.
         info: extra JSON-able facts recorded in the manifest (e.g. the source file).
     """
-    names, sev = resolve_corruptions(corruptions), check_severities(severities)
+    names, sev = requested_corruptions(corruptions), check_severities(severities)
     profile, seed = check_profile(profile), check_seed(seed)
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
         raise ValueError(f"images must be a uint8 array (N, H, W, 3), got {getattr(images, 'shape', type(images))}")

@@ -17,7 +17,7 @@ from .dataset_writer import (
     derive_rng,
     imagenet_c_preprocess,
     load_rgb,
-    resolve_corruptions,
+    requested_corruptions,
 )
 
 _FORMATS = ("png", "jpg", "jpeg", "pdf", "svg")
@@ -57,7 +57,7 @@ def render_gallery(
     fmt = out.suffix.lower().lstrip(".") or "png"
     if fmt not in _FORMATS:
         raise ValueError(f"gallery output must end in one of {', '.join('.' + f for f in _FORMATS)}, got {out.name!r}")
-    names, sev = resolve_corruptions(corruptions), check_severities(severities)
+    names, sev = requested_corruptions(corruptions), check_severities(severities)
     profile, seed = check_profile(profile), check_seed(seed)
     check_writable(out)  # before rendering 95 cells
     if isinstance(image, np.ndarray):

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from vqsa import metrics
+from vqsa.corruptions import resolve_corruptions as _resolve_corruption_names
 from vqsa.corruptions.dataset_writer import MANIFEST_NAME, read_manifest
 from vqsa.data.cifar import CIFAR10_CLASSES, ArrayDataset, find_cifar10, load_cifar10
 from vqsa.data.corrupted import ArrayImages, CorruptedImages, EvalImages, FolderImages, cifar10_c, imagenet_c, load_npy
@@ -66,27 +67,8 @@ class EvalPlan:
 
 
 def resolve_corruptions(spec: str | Sequence[str] | None, default: Sequence[str] = ()) -> list[str]:
-    """Corruption names from None (``default``), a group (``common``, ``validation``, ``all``, ``noise``, ``blur``,
-    ``weather``, ``digital``) or a list of names and groups; unknown names raise ValueError."""
-    if spec is None:
-        return list(default)
-    items = [spec] if isinstance(spec, str) else list(spec)
-    groups = {"common": metrics.KNOWN_CORRUPTIONS, "known": metrics.KNOWN_CORRUPTIONS,
-              "validation": metrics.UNKNOWN_CORRUPTIONS, "unknown": metrics.UNKNOWN_CORRUPTIONS,
-              "all": metrics.CORRUPTION_NAMES, "noise": metrics.CORRUPTION_NAMES[0:3],
-              "blur": metrics.CORRUPTION_NAMES[3:7], "weather": metrics.CORRUPTION_NAMES[7:11],
-              "digital": metrics.CORRUPTION_NAMES[11:15], "none": ()}
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise TypeError(f"corruption names must be strings, got {item!r}")
-        names = groups.get(item, (item,))
-        bad = [n for n in names if n not in metrics.CORRUPTION_NAMES]
-        if bad:
-            raise ValueError(f"unknown corruption {bad[0]!r}; expected one of {', '.join(metrics.CORRUPTION_NAMES)} "
-                             f"or a group ({', '.join(groups)})")
-        out += [n for n in names if n not in out]
-    return out
+    """:func:`vqsa.corruptions.resolve_corruptions` as a list, with None giving ``default``."""
+    return list(default) if spec is None else list(_resolve_corruption_names(spec))
 
 
 def resolve_severities(severities: int | Sequence[int]) -> list[int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vqsa.corruptions import resolve_corruptions  # noqa: F401  (the engine imports it from here)
 from vqsa.data.augmix import AugMixTransform
 from vqsa.data.cifar import ArrayDataset, find_cifar10, load_cifar10
 from vqsa.data.folder import FolderListing, ImageFolderSource, scan_image_folder
@@ -156,18 +157,6 @@ def build_train_data(cfg: TrainConfig) -> TrainData:
     val = _subset_source(val_src, d.val_subset, cfg.seed)
     return TrainData(train, val, train_src.classes, size, default_style(size), None,
                      f"{root} ({len(train)} train, {len(val)} val images in {len(train_src.classes)} classes)")
-
-
-def resolve_corruptions(spec: str | list[str]) -> tuple[str, ...]:
-    """A subset name ("common", "all", ...) or an explicit list, checked against the corruption engine's names."""
-    from vqsa.corruptions import CORRUPTIONS, get_corruption_names
-
-    if isinstance(spec, str):
-        return tuple(get_corruption_names(spec))
-    unknown = [c for c in spec if c not in CORRUPTIONS]
-    if unknown:
-        raise ValueError(f"unknown corruption(s) {unknown}; valid names: {', '.join(CORRUPTIONS)}")
-    return tuple(spec)
 
 
 def build_datasets(
