@@ -135,6 +135,7 @@ def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> di
     import yaml
 
     import vqsa
+    from vqsa.eval.progress import clear_progress
     from vqsa.models import load_model
     from vqsa.train.checkpointing import CHECKPOINT_NAME
     from vqsa.train.config import load_config
@@ -171,6 +172,7 @@ def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> di
                                 model_info={**model.model_config, "label": row},
                                 checkpoint_dir=out, resume=any(out.glob("eval_progress.*")))
         res.save(out)
+        clear_progress(out)
         eval_s = time.perf_counter() - t
         print(f"[{row} seed {seed}] evaluated in {eval_s:.0f} s", file=sys.stderr)
     result = {"row": row, "seed": seed, "overrides": ov, "eval_s": eval_s,

@@ -9,7 +9,7 @@ import torch
 import vqsa
 from evalhelpers import write_cifar10, write_cifar10_c, write_imagenet_c
 from vqsa.cli.main import main
-from vqsa.eval.progress import progress_path
+from vqsa.eval.progress import clear_progress, progress_path
 
 
 @pytest.fixture()
@@ -84,24 +84,58 @@ def test_interrupted_in_memory_evaluation_resumes_bit_identically(tmp_path):
     kw = dict(data_root=root, corruptions=["fog", "contrast"], severities=[1, 2], batch_size=5, num_workers=0,
               progress=False)
     ref = vqsa.evaluate(model, "cifar10-c", **kw)
-    calls = {"n": 0}
-
-    def flaky(x):
-        calls["n"] += 1
-        if calls["n"] == 8:  # the label-space probe, then 7 batches: into the third of the 5 cells
-            raise KeyboardInterrupt
-        return model(x)
-
+    flaky = Interrupted(model, at=8)  # the label-space probe, then 7 batches: into the third of the 5 cells
     with pytest.raises(KeyboardInterrupt):
         vqsa.evaluate(flaky, "cifar10-c", checkpoint_dir=tmp_path / "ck", **kw)
     saved = json.loads(progress_path(tmp_path / "ck", 0, 1).read_text())
     assert 12 <= saved["position"] < 36
+    with pytest.raises(ValueError, match="needs an nn.Module"):  # a bare callable's weights cannot be matched
+        vqsa.evaluate(flaky.forward, "cifar10-c", checkpoint_dir=tmp_path / "ck", resume=True, **kw)
+    flaky.armed = False
     resumed = vqsa.evaluate(flaky, "cifar10-c", checkpoint_dir=tmp_path / "ck", resume=True, **kw)
     assert [dataclass_tuple(c) for c in resumed.cells] == [dataclass_tuple(c) for c in ref.cells]
     assert dataclass_tuple(resumed.clean) == dataclass_tuple(ref.clean)
+    # the complete progress stays until the caller has saved the results: resuming again returns them at once
+    again = vqsa.evaluate(flaky, "cifar10-c", checkpoint_dir=tmp_path / "ck", resume=True, **kw)
+    assert [dataclass_tuple(c) for c in again.cells] == [dataclass_tuple(c) for c in ref.cells]
+    clear_progress(tmp_path / "ck")
     assert not progress_path(tmp_path / "ck", 0, 1).exists()
     with pytest.raises(ValueError, match="needs the checkpoint_dir"):
         vqsa.evaluate(model, "cifar10-c", resume=True, **kw)
+    with pytest.raises(ValueError, match="another evaluation"):  # other weights
+        vqsa.evaluate(flaky, "cifar10-c", checkpoint_dir=tmp_path / "ck", **kw)
+        vqsa.evaluate(model, "cifar10-c", checkpoint_dir=tmp_path / "ck", resume=True, **kw)
+
+
+def test_progress_with_excluded_images_resumes_only_with_skip_bad(tmp_path, model_file):
+    root = tmp_path / "data"
+    write_imagenet_c(root / "imagenet-c", ["fog", "snow"], [1], per_class=2)
+    bad = sorted((root / "imagenet-c" / "fog" / "1").rglob("*.png"))[0]
+    bad.write_bytes(b"not an image")
+    model = Interrupted(vqsa.load_model(model_file), at=4)  # the probe, fog/1 in 2 batches, then snow/1
+    kw = dict(data_root=root, corruptions=["fog", "snow"], severities=[1], clean=False, batch_size=2,
+              num_workers=0, progress=False, checkpoint_dir=tmp_path / "ck")
+    with pytest.raises(KeyboardInterrupt):
+        vqsa.evaluate(model, "imagenet-c", skip_bad=True, **kw)
+    model.armed = False
+    with pytest.raises(ValueError, match="excluded 1 unreadable image.*resume with --skip-bad"):
+        vqsa.evaluate(model, "imagenet-c", resume=True, **kw)
+    res = vqsa.evaluate(model, "imagenet-c", resume=True, skip_bad=True, **kw)
+    assert res.data["excluded"]["per_cell"] == {"fog/1": 1} and [c.total for c in res.cells] == [3, 4]
+
+
+class Interrupted(torch.nn.Module):
+    """``model``, interrupted (KeyboardInterrupt) at its ``at``-th call while ``armed``."""
+
+    def __init__(self, model, at):
+        super().__init__()
+        self.model, self.at, self.calls, self.armed = model, at, 0, True
+
+    def forward(self, x):
+        self.calls += 1
+        if self.armed and self.calls == self.at:
+            raise KeyboardInterrupt
+        return self.model(x)
 
 
 def dataclass_tuple(c):

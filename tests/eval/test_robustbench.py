@@ -68,3 +68,6 @@ def test_cli_first_n_and_robustbench_files(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(model), "--dataset", "cifar10-c", "--data-root", str(root),
                  "--first-n", "4", "--limit", "3", "--workers", "0", "--out", str(out)]) == 1
     assert "--first-n picks the examples itself" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(model), "--dataset", "cifar10-c", "--data-root", str(root),
+                 "--corruptions", "fog", "--robustbench", "--workers", "0", "--out", str(out)]) == 1
+    assert "--robustbench needs the 15 common corruptions" in capsys.readouterr().err

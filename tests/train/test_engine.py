@@ -425,5 +425,7 @@ def test_a_scaled_backbone_learning_rate_follows_the_schedule_and_resumes(tmp_pa
     resumed = Trainer(_cfg(tmp_path, "scaled", 3, **{"optim.backbone_lr_scale": "0.1", "optim.name": "sgd",
                                                       "optim.lr": "0.05"}), resume=True)
     assert [g["initial_lr"] for g in resumed.optimizer.param_groups] == pytest.approx([0.05, 0.005, 0.05, 0.005])
+    with pytest.raises(ValueError, match=r"optim.backbone_lr_scale 0.1 -> 1 changes which parameters"):
+        Trainer(_cfg(tmp_path, "scaled", 3, **{"optim.name": "sgd", "optim.lr": "0.05"}), resume=True)
     with pytest.raises(ValueError, match="optim.backbone_lr_scale.*>= 0"):
         load_config(None, tiny_args(tmp_path, "bad", **{"optim.backbone_lr_scale": "-1"}))

@@ -36,6 +36,17 @@ def test_verbose_names_the_logger_and_the_cli_leaves_logging_as_it_found_it(tmp_
     assert "not allowed with argument" in capsys.readouterr().err
 
 
+def test_a_root_handler_does_not_print_the_cli_lines_twice(tmp_path, capsys):
+    root = logging.getLogger()
+    handler = logging.StreamHandler()  # what basicConfig or a notebook installs, on the stream of the moment
+    root.addHandler(handler)
+    try:
+        assert _train(tmp_path, "once") == 0
+    finally:
+        root.removeHandler(handler)
+    assert capsys.readouterr().err.count("run folder") == 1
+
+
 def test_library_use_logs_to_the_callers_handlers(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="vqsa"):
         Trainer(_cfg(tmp_path, "lib", 1)).fit()

@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vqsa.eval import evaluate
+    from vqsa.eval.progress import clear_progress
     from vqsa.eval.runner import check_device
     from vqsa.utils import distributed as dist
 
@@ -137,6 +138,12 @@ def run(args: argparse.Namespace) -> int:
     device = dist.init_distributed()
     if args.device:
         device = torch.device(args.device)
+    if args.robustbench:
+        from vqsa.eval.datasets import resolve_corruptions
+        from vqsa.eval.robustbench import check_request
+
+        default = "all" if args.dataset.endswith("-c") else []
+        check_request(args.dataset, resolve_corruptions(args.corruptions or default), args.severities, args.clean)
     try:
         model, info, train = _build_model(args)
         out = Path(args.out) if args.out else _default_out(args, info)
@@ -146,12 +153,13 @@ def run(args: argparse.Namespace) -> int:
             indices=_indices(args), on_the_fly=args.on_the_fly, seed=args.seed, profile=args.profile,
             jpeg_quality=args.jpeg_quality, allow_missing=args.allow_missing,
             device=device, train_corruptions=args.train_corruptions or train, model_info=info,
-            progress=args.progress, skip_bad=args.skip_bad, checkpoint_dir=out, resume=args.resume,
+            progress=args.progress and not args.quiet, skip_bad=args.skip_bad, checkpoint_dir=out, resume=args.resume,
         )
         if dist.is_main_process():
             paths = results.save(out)
             if args.robustbench:
                 paths.update(_write_robustbench(results, out))
+            clear_progress(out)  # every rank saved its counts before the reduction: the results hold them now
             print(results.to_markdown())
             print("wrote " + ", ".join(str(p) for p in paths.values()))
         dist.barrier()

@@ -83,14 +83,16 @@ def console_logging(quiet: bool = False, verbose: bool = False) -> Iterator[None
     logger = logging.getLogger("vqsa")
     handler = _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s"))
-    old_level = logger.level
+    old_level, old_propagate = logger.level, logger.propagate
     logger.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     logger.addHandler(handler)
+    logger.propagate = False  # a root handler (basicConfig, a notebook) would print every line a second time
     try:
         yield
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+        logger.propagate = old_propagate
 
 
 def main(argv: list[str] | None = None) -> int:

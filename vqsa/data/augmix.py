@@ -43,6 +43,6 @@ class AugMixTransform:
     def __call__(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         chw = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(rng.integers(2**63 - 1)))
+            torch.default_generator.manual_seed(int(rng.integers(2**63 - 1)))  # the CPU generator only
             out = self._augmix(chw)
         return np.ascontiguousarray(out.numpy().transpose(1, 2, 0))

@@ -31,6 +31,12 @@ def progress_path(folder: str | os.PathLike, rank: int, world: int) -> Path:
     return Path(folder) / f"eval_progress.rank{rank}of{world}.json"
 
 
+def clear_progress(folder: str | os.PathLike) -> None:
+    """Remove the progress files of every rank in ``folder`` (call once the results are written)."""
+    for path in Path(folder).glob("eval_progress.rank*of*.json"):
+        path.unlink(missing_ok=True)
+
+
 def model_digest(model: Callable[..., Any]) -> str | None:
     """sha256 of an ``nn.Module``'s parameters and buffers (names, dtypes, shapes, bytes); None for other callables."""
     if not isinstance(model, nn.Module):
@@ -88,7 +94,7 @@ def load_progress(path: Path, expected: str, n_cells: int) -> Progress | None:
                          "again") from e
     if prog.fingerprint != expected:
         raise ValueError(f"{path}: the saved progress is of another evaluation (other model weights, cells, examples, "
-                         "seed, batch size, precision or world size); rerun without --resume to start again")
+                         "seed, batch size, precision, device or world size); rerun without --resume to start again")
     if not (len(prog.correct) == len(prog.total) == len(prog.excluded) == n_cells):
         raise ValueError(f"{path}: the saved progress counts {len(prog.total)} cells, this evaluation has {n_cells}")
     logger.info(f"resume: continuing the evaluation from {path} (position {prog.position} of this rank's shard)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .report import examples_set_text, protocol_text
@@ -22,6 +23,20 @@ ROBUSTBENCH_ORDER = ("shot_noise", "motion_blur", "snow", "pixelate", "gaussian_
                      "fog", "zoom_blur", "frost", "glass_blur", "impulse_noise", "contrast", "jpeg_compression",
                      "elastic_transform")
 _DATASETS = {"cifar10-c": "cifar10", "imagenet-c": "imagenet"}
+
+
+def check_request(dataset: str, corruptions: Sequence[str], severities: Sequence[int], clean: bool) -> None:
+    """Refuse, before any image is evaluated, an evaluation that cannot give a RobustBench entry."""
+    if dataset not in _DATASETS:
+        raise ValueError(f"--robustbench: RobustBench's corruptions leaderboard covers {', '.join(_DATASETS)}, not "
+                         f"{dataset}")
+    missing = sorted(set(ROBUSTBENCH_ORDER) - set(corruptions)) + [f"severity {s}" for s in range(1, 6)
+                                                                   if s not in set(severities)]
+    if missing:
+        raise ValueError(f"--robustbench needs the 15 common corruptions at severities 1-5; missing: "
+                         f"{', '.join(missing[:5])}")
+    if not clean:
+        raise ValueError("--robustbench needs the clean accuracy: drop --no-clean")
 
 
 def _cell_accuracies(results: EvalResults) -> dict[tuple[str, int], float]:

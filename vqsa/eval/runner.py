@@ -349,8 +349,8 @@ def evaluate(
         skip_bad: exclude images that cannot be decoded, counted per cell and listed in ``results.data["excluded"]``
             (metrics are over the readable images); without it the first one stops the evaluation with an error
             naming the file.
-        checkpoint_dir: save each rank's counts there after every finished cell (``eval_progress.rank*.json``,
-            removed when the evaluation finishes).
+        checkpoint_dir: save each rank's counts there after every finished cell (``eval_progress.rank*.json``);
+            remove them with :func:`vqsa.eval.progress.clear_progress` once the results are saved.
         resume: continue from the progress in ``checkpoint_dir`` (it must come from the same model weights, cells,
             examples, seed, batch size, precision and world size); the final counts equal an uninterrupted run's.
 
@@ -399,11 +399,16 @@ def evaluate(
             stream = CellStream(plan, limit, seed, positions, _reference_size(plan), strict)
             key = None
             if checkpoint_dir is not None:
-                key = fingerprint({
-                    "dataset": plan.dataset, "source": plan.source, "examples": examples,
+                digest = model_digest(model)
+                if resume and digest is None:
+                    raise ValueError("resume=True needs an nn.Module model: the saved progress is matched to its "
+                                     "weights")
+                key = fingerprint({  # what decides the counts, and no path (a data root may be a temporary link)
+                    "dataset": plan.dataset, "on_the_fly": plan.data.get("on_the_fly"),
+                    "profile": plan.data.get("profile"), "examples": _examples_key(examples),
                     "cells": [(c.corruption, c.severity, stream.cell_size(i)) for i, c in enumerate(plan.cells)],
-                    "limit": limit, "seed": seed, "batch_size": batch_size, "amp": amp,
-                    "world": dist.get_world_size(), "model": model_digest(model)})
+                    "limit": limit, "seed": seed, "batch_size": batch_size, "amp": amp, "device": dev.type,
+                    "world": dist.get_world_size(), "model": digest})
             prog = _run(plan, stream, model, dev, batch_size, num_workers, amp, progress, skip_bad,
                         checkpoint_dir, key, resume)
     finally:
@@ -444,6 +449,9 @@ def _run(plan: EvalPlan, stream: CellStream, model: Callable[..., torch.Tensor],
     rank, world, n_cells = dist.get_rank(), dist.get_world_size(), len(plan.cells)
     path = progress_path(checkpoint_dir, rank, world) if checkpoint_dir is not None else None
     prog = load_progress(path, key, n_cells) if resume and path is not None else None
+    if prog is not None and any(prog.excluded) and not skip_bad:
+        raise ValueError(f"{path}: the saved progress excluded {sum(prog.excluded)} unreadable image(s) "
+                         "(--skip-bad); resume with --skip-bad, or start again without --resume")
     prog = prog or Progress(key or "", n_cells)
     sampler = ShardSampler(len(stream), rank, world, start=prog.position)
     loader = DataLoader(stream, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
@@ -454,9 +462,10 @@ def _run(plan: EvalPlan, stream: CellStream, model: Callable[..., torch.Tensor],
 
     bar = tqdm(total=len(stream), initial=prog.position * world, desc=f"eval {plan.dataset}", unit="img",
                dynamic_ncols=True, disable=not progress or not dist.is_main_process())
-    last_cell = None
+    shard = len(range(rank, len(stream), world))
     with bar:
         for batch in loader:
+            first_cell = stream_cell(stream, sampler, prog.position)
             for cell, problem in batch["bad"]:
                 if not skip_bad:
                     raise BadImageError(f"{problem} (pass --skip-bad, or skip_bad=True, to exclude unreadable images "
@@ -474,12 +483,12 @@ def _run(plan: EvalPlan, stream: CellStream, model: Callable[..., torch.Tensor],
             n = len(batch["labels"]) + len(batch["bad"])
             prog.position += n
             bar.update(n * world)
-            cell_now = int(stream_cell(stream, sampler, prog.position - 1))
-            if path is not None and last_cell is not None and cell_now != last_cell:
+            if path is not None and prog.position < shard and stream_cell(stream, sampler, prog.position) != first_cell:
                 _merge(prog, counts).save(path)  # a cell finished in this batch
                 counts.zero_()
-            last_cell = cell_now
     _merge(prog, counts)
+    if path is not None:
+        prog.save(path)  # complete: a resume returns these counts at once; clear_progress removes the file
     totals = torch.tensor([prog.correct, prog.total, prog.excluded], dtype=torch.int64, device=device)
     dist.all_reduce_sum(totals)
     prog.correct, prog.total, prog.excluded = totals.cpu().tolist()
@@ -492,13 +501,18 @@ def _run(plan: EvalPlan, stream: CellStream, model: Callable[..., torch.Tensor],
     empty = [f"{c.corruption}/{c.severity}" for c, t in zip(plan.cells, prog.total) if t == 0]
     if empty:
         raise ValueError(f"{plan.dataset}: no readable image in cell(s) {', '.join(empty)}")
-    if path is not None:
-        path.unlink(missing_ok=True)  # finished: the counts are in the results
     return prog
 
 
+def _examples_key(examples: dict[str, Any]) -> dict[str, Any]:
+    """The path-free identity of an example selection: its size, fingerprint and a hash of its indices."""
+    indices = examples.get("indices")
+    return {"n": examples.get("n"), "of_size": examples.get("of_size"), "sha256": examples.get("sha256"),
+            "indices": None if indices is None else hashlib.sha256(str(list(indices)).encode()).hexdigest()}
+
+
 def stream_cell(stream: CellStream, sampler: ShardSampler, position: int) -> int:
-    """The cell of the ``position``-th item of the rank's whole shard."""
+    """The cell of the ``position``-th item of the rank's shard."""
     k = sampler.rank + position * sampler.world_size
     return int(np.searchsorted(stream.offsets, k, side="right") - 1)
 

@@ -77,6 +77,8 @@ def init_codebook_from_data(model: nn.Module, batches: Iterable[Any], *, max_fea
     feats: list[torch.Tensor] = []
     have = 0
     model.train()
+    if not any(p.requires_grad for p in model.backbone.parameters()):
+        model.backbone.eval()  # a frozen backbone trains as a fixed feature extractor, running statistics included
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for batch in batches:
             z = model.backbone.pool(model.forward_features(_images(batch).to(device)))

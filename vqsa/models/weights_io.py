@@ -22,7 +22,7 @@ class WeightsIntegrityError(ValueError):
     """A weights file does not match its recorded sha256 (damaged, truncated or replaced)."""
 
 
-#: Metadata key of the sha256 of a safetensors file's tensor data, written by :func:`safetensors_bytes`.
+#: Metadata key of the sha256 of a safetensors file's header and tensor data, written by :func:`safetensors_bytes`.
 DATA_SHA256 = "sha256_data"
 
 
@@ -36,23 +36,29 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     n = int.from_bytes(data[:8], "little")
     body = data[8 + n :]
     header_obj = json.loads(data[8 : 8 + n])
-    header_obj["__metadata__"] = {**header_obj.get("__metadata__", {}), DATA_SHA256: hashlib.sha256(body).hexdigest()}
+    header_obj["__metadata__"] = {**header_obj.get("__metadata__", {}), DATA_SHA256: _content_sha256(header_obj, body)}
     header = json.dumps(header_obj, sort_keys=True, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)  # the data section stays 8-byte aligned, as safetensors writes it
     return len(header).to_bytes(8, "little") + header + body
 
 
+def _content_sha256(header: dict[str, Any], body: bytes) -> str:
+    """sha256 of the header (tensor names, dtypes, shapes, offsets, metadata; without this hash) and the data."""
+    meta = {k: v for k, v in header.get("__metadata__", {}).items() if k != DATA_SHA256}
+    canonical = json.dumps({**header, "__metadata__": meta}, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(len(canonical).to_bytes(8, "little") + canonical + body).hexdigest()
+
+
 def verify_safetensors_data(path: Path, expected: str) -> None:
-    """Raise :class:`WeightsIntegrityError` naming ``path`` when its tensor data's sha256 is not ``expected``."""
-    h = hashlib.sha256()
+    """Raise :class:`WeightsIntegrityError` naming ``path`` when its header and tensor data do not hash to
+    ``expected`` (the hash :func:`safetensors_bytes` recorded)."""
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
-        f.seek(8 + n)
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if h.hexdigest() != expected:
-        raise WeightsIntegrityError(f"{path}: damaged weights file: its tensor data does not match the sha256 "
-                                    f"recorded in it ({expected[:12]}...), so it was changed after it was written")
+        header = json.loads(f.read(n))
+        body = f.read()
+    if _content_sha256(header, body) != expected:
+        raise WeightsIntegrityError(f"{path}: damaged weights file: its tensors do not match the sha256 recorded in "
+                                    f"it ({expected[:12]}...), so it was changed after it was written")
 
 
 def unwrap(model: nn.Module) -> nn.Module:

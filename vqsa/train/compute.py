@@ -35,6 +35,7 @@ from torch import nn
 
 from vqsa.utils.io import atomic_write_json
 from vqsa.utils.meta import cpu_name, usable_cpus
+from vqsa.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def cached_probe(key: tuple, probe: Callable[[tuple[str, ...]], dict[str, float]
     machine choose the same precision instead of timing again (delete the file to measure anew)."""
 
     def run(dtypes: tuple[str, ...]) -> dict[str, float]:
-        full = (*key, dtypes, torch.get_num_threads(), cpu_name(), torch.__version__)
+        full = (*key, dtypes, torch.get_num_threads(), cpu_name(), torch.__version__, __version__)
         if full in _PROBE_CACHE:
             return dict(_PROBE_CACHE[full])
         path, digest = probe_cache_file(), hashlib.sha256(repr(full).encode()).hexdigest()

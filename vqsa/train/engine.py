@@ -291,6 +291,13 @@ class Trainer:
                 f"{path}: the checkpoint's optimizer is {saved_optimizer}, the config asks for {self.cfg.optim.name}: "
                 f"its state cannot continue in another optimizer (keep optim.name: {saved_optimizer})"
             )
+        saved_scale = (saved_cfg.get("optim") or {}).get("backbone_lr_scale", 1.0)
+        scale = self.cfg.optim.backbone_lr_scale
+        if (saved_scale == 1) != (scale == 1) or (saved_scale == 0) != (scale == 0):
+            raise ValueError(
+                f"{path}: optim.backbone_lr_scale {saved_scale:g} -> {scale:g} changes which parameters the optimizer "
+                f"holds (1: one learning rate, 0: a frozen backbone, else two); keep {saved_scale:g} to resume"
+            )
         # the hyper-parameters the config sets; the optimizer's state dict would bring back the checkpoint's
         configured = [{k: g[k] for k in ("initial_lr", "weight_decay", "momentum") if k in g}
                       for g in self.optimizer.param_groups]
