@@ -31,8 +31,8 @@ def model_file(tmp_path):
 
 def _evaluate(root, model_file, out, *extra):
     return main(["evaluate", "--checkpoint", str(model_file), "--dataset", "imagenet-c", "--data-root", str(root),
-                 "--no-clean", "--corruptions", "fog", "snow", "--severities", "1", "3", "--workers", "0", "--batch-size", "3",
-                 "--no-progress", "--out", str(out), *extra])
+                 "--no-clean", "--corruptions", "fog", "snow", "--severities", "1", "3", "--workers", "0",
+                 "--batch-size", "3", "--no-progress", "--out", str(out), *extra])
 
 
 def test_an_unreadable_image_is_one_line_naming_it_or_skipped_and_listed(imagenet_c, model_file, tmp_path, capsys):
