@@ -27,7 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) ->
     g = p.add_argument_group("model (one of)")
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="run folder, model.safetensors or training checkpoint .pt")
-    src.add_argument("--model", help="model name for vqsa.create_model(..., vq=False), e.g. tv:resnet50, resnet50")
+    src.add_argument("--model", help="model name for vqsa.create_model(..., vq=False), e.g. tv:resnet50, resnet50; or "
+                                     "a model that ships with vqsa (vqsa.list_models('*.*', source='vqsa', "
+                                     "pretrained=True)), evaluated with its own weights")
     g.add_argument("--pretrained", nargs="?", const=True, default=False, metavar="FILE",
                    help="with --model: load its pretrained weights (torchvision / timm), or those of FILE (a weights "
                    "file of that network, .pth or .safetensors)")
@@ -92,7 +94,16 @@ def _build_model(args: argparse.Namespace):
             raise ValueError("--pretrained and --num-classes apply to --model, not --checkpoint")
         return load_for_eval(args.checkpoint)
     from vqsa.models import create_model
+    from vqsa.models.zoo import zoo_model
 
+    shipped = zoo_model(args.model)
+    if shipped is not None:  # a whole model that ships with vqsa: its own architecture and weights
+        if args.num_classes or isinstance(args.pretrained, str):
+            raise ValueError(f"{args.model} ships with its weights and classes: drop --num-classes / --pretrained FILE")
+        model = create_model(args.model, pretrained=True)
+        info = {"name": args.model, "architecture": shipped.model_config.get("name"), "pretrained": True,
+                "label": args.model, "config": model.model_config, "sha256": shipped.sha256}
+        return model, info, shipped.card.get("train_corruptions")
     num_classes = args.num_classes or (10 if args.dataset.startswith("cifar") else 1000)
     if not args.pretrained:
         logger.warning("vqsa evaluate: warning: --model without --pretrained evaluates random weights")

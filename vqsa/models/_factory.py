@@ -10,7 +10,8 @@ from vqsa.layers import FUSION_MODES, VectorQuantizer
 from ._backbone import build_backbone
 from .presets import codebook_preset as _codebook_preset
 from .vqsa import VQSAClassifier
-from .zoo import shipped_weights
+from .weights_io import load_state_dict
+from .zoo import ShippedWeights, load_zoo_state, shipped_weights, zoo_model
 
 # VectorQuantizer options create_model forwards (besides codebook_size, distance and commitment_weight).
 _VQ_OPTIONS = (
@@ -90,6 +91,12 @@ def create_model(
     if not isinstance(pretrained, (bool, str, os.PathLike)):
         raise TypeError(f"pretrained must be True/False or a weights file path, got {pretrained!r}")
     _refuse_unpooled(kwargs)
+    zoo = zoo_model(name)
+    if zoo is not None:
+        options = {"codebook_size": codebook_size, "fusion": fusion, "attention": attention, "distance": distance,
+                   "commitment_weight": commitment_weight, "codebook_preset": codebook_preset, **kwargs}
+        return _build_zoo_model(name, zoo, num_classes, pretrained, sorted(k for k, v in options.items()
+                                                                          if v is not None))
     if num_classes is None:
         shipped = shipped_weights().get(name) if pretrained is True else None
         num_classes = shipped.num_classes if shipped is not None else 1000
@@ -168,3 +175,21 @@ def create_model(
         std=tuple(config.get("std", backbone.std)),
         model_config=config,
     )
+
+
+def _build_zoo_model(name: str, entry: ShippedWeights, num_classes: int | None, pretrained: bool | str | os.PathLike,
+                     given: list[str]) -> VQSAClassifier:
+    """A whole shipped model: its recorded architecture, and with ``pretrained=True`` all its weights (stored in
+    float16 or float32, loaded into float32)."""
+    if given:
+        raise ValueError(f"{name} is a shipped model with its own architecture ({entry.model_config}): drop "
+                         f"{', '.join(given)}, or build {name.partition('.')[0]!r} with them")
+    if num_classes not in (None, entry.num_classes):
+        raise ValueError(f"{name} classifies {entry.num_classes} classes; load it as shipped and call "
+                         f"model.reset_classifier({num_classes}) for another head")
+    if not isinstance(pretrained, bool):
+        raise ValueError(f"{name} is a shipped model: pretrained must be True (its weights) or False, not a file")
+    model = create_model(**{**entry.model_config, "pretrained": False})
+    if pretrained:
+        load_state_dict(model, load_zoo_state(entry), strict=True, source=str(entry.path))
+    return model

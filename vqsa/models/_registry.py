@@ -53,6 +53,7 @@ def list_models(pattern: str = "*", *, source: str = "all", pretrained: bool = F
         from .zoo import shipped_weights
 
         own = sorted(n for n in _BACKBONES if not pretrained or n in shipped_weights())
+        own += sorted(n for n, e in shipped_weights().items() if e.model_config is not None)  # <backbone>.<tag>
         names += fnmatch.filter(own, pattern)
     if source in ("all", "timm"):
         import timm

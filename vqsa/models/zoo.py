@@ -1,9 +1,12 @@
 """Weights that ship inside the package: safetensors files under ``vqsa/weights/``, listed with their sha256 in
 ``vqsa/weights/manifest.json`` and verified before every load.
 
-``create_model(name, pretrained=True)`` loads them offline for the backbones the manifest names
-(``list_models(source="vqsa", pretrained=True)``). A file whose hash differs from the manifest's is refused with
-an error naming it; nothing is unpickled.
+Two kinds of entry: a backbone's pretrained weights (``cifar_airnet``: ``create_model("cifar_airnet",
+pretrained=True)`` puts any head on them), and whole fine-tuned models named ``<backbone>.<tag>`` as timm names its
+pretrained tags (``cifar_airnet.vqsa_c10c``: ``create_model(name, pretrained=True)`` rebuilds the recorded
+architecture, codebook included, and loads every weight). ``list_models(source="vqsa", pretrained=True)`` lists
+both. Whole models may be stored in float16 to stay small; they load into float32. A file whose hash differs from
+the manifest's is refused with an error naming it; nothing is unpickled.
 """
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ class ShippedWeights:
     sha256: str
     num_classes: int
     card: dict[str, Any] = field(default_factory=dict)
+    model_config: dict[str, Any] | None = None  # whole models: create_model(**model_config) rebuilds them
+    storage: str = "float32"  # the dtype of the stored floating-point tensors
 
     @property
     def path(self) -> Path:
@@ -111,6 +116,69 @@ def load_shipped(model: nn.Module, name: str, *, weights_dir: str | os.PathLike 
     return model
 
 
+def zoo_model(name: str) -> ShippedWeights | None:
+    """The manifest entry of a whole shipped model (``<backbone>.<tag>``), None for other names."""
+    entry = shipped_weights().get(name)
+    return entry if entry is not None and entry.model_config is not None else None
+
+
+def load_zoo_state(entry: ShippedWeights, weights_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The state dict of a whole shipped model, its sha256 checked first (tensors as stored)."""
+    from safetensors.torch import load_file
+
+    path = Path(weights_dir) / entry.file if weights_dir is not None else entry.path
+    verify_file(path, entry.sha256)
+    return load_file(str(path))
+
+
+def export_model(source: str | os.PathLike, name: str, card: dict[str, Any], *, storage: str = "float16",
+                 weights_dir: str | os.PathLike = WEIGHTS_DIR) -> ShippedWeights:
+    """Write the whole model of ``source`` (a run folder or vqsa weights file) as ``<weights_dir>/<name>.safetensors``
+    with its floating-point tensors in ``storage`` (``float16`` halves the file; values beyond its range are
+    refused), and record its architecture, sha256 and ``card`` in the manifest under ``name``
+    (``<backbone>.<tag>``)."""
+    import torch
+
+    from vqsa.utils.io import atomic_write_bytes
+
+    dtypes = {"float16": torch.float16, "float32": torch.float32}
+    if storage not in dtypes:
+        raise ValueError(f"storage must be one of {list(dtypes)}, got {storage!r}")
+    backbone, _, tag = name.partition(".")
+    path = Path(source)
+    state, config = read_checkpoint(resolve_weights_file(path) if path.is_dir() else path)
+    if not config or config.get("name") != backbone or not tag:
+        raise ValueError(f"{source}: a {config.get('name') if config else 'unknown'!r} model cannot ship as "
+                         f"{name!r} (the name is <backbone>.<tag> of its own backbone)")
+    out = {}
+    for key, value in state.items():
+        if value.is_floating_point():
+            if storage == "float16" and value.abs().max().item() > torch.finfo(torch.float16).max:
+                raise ValueError(f"{source}: {key} exceeds float16's range: ship it with storage='float32'")
+            value = value.to(dtypes[storage])
+        out[key] = value.contiguous()
+    data = safetensors_bytes(out, {"format": "pt"})
+    entry = ShippedWeights(name=name, file=f"{name.replace('.', '_')}.safetensors",
+                           sha256=hashlib.sha256(data).hexdigest(), num_classes=int(config["num_classes"]),
+                           card=card, model_config=config, storage=storage)
+    weights_dir = Path(weights_dir)
+    atomic_write_bytes(weights_dir / entry.file, data)
+    _record(weights_dir, entry)
+    return entry
+
+
+def _record(weights_dir: Path, entry: ShippedWeights) -> None:
+    """Put ``entry`` into the manifest of ``weights_dir``."""
+    manifest_path = weights_dir / MANIFEST_NAME
+    manifest = read_checked_json(manifest_path) if manifest_path.is_file() else {}
+    record = {"file": entry.file, "sha256": entry.sha256, "num_classes": entry.num_classes, "card": entry.card}
+    if entry.model_config is not None:
+        record.update(model_config=entry.model_config, storage=entry.storage)
+    manifest[entry.name] = record
+    atomic_write_checked_json(manifest_path, dict(sorted(manifest.items())))
+    shipped_weights.cache_clear()
+
+
 def backbone_state(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """The backbone's own state dict (its classifier as ``fc.*``) and model config of a vqsa weights file or run
     folder trained with ``model.vq: false``."""
@@ -145,9 +213,5 @@ def export_weights(source: str | os.PathLike, name: str, card: dict[str, Any],
     entry = ShippedWeights(name=name, file=f"{name}_cifar10.safetensors", sha256=hashlib.sha256(data).hexdigest(),
                            num_classes=int(config["num_classes"]), card=card)
     atomic_write_bytes(weights_dir / entry.file, data)
-    manifest_path = weights_dir / MANIFEST_NAME
-    manifest = read_checked_json(manifest_path) if manifest_path.is_file() else {}
-    manifest[name] = {"file": entry.file, "sha256": entry.sha256, "num_classes": entry.num_classes, "card": card}
-    atomic_write_checked_json(manifest_path, dict(sorted(manifest.items())))
-    shipped_weights.cache_clear()
+    _record(weights_dir, entry)
     return entry
