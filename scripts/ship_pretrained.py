@@ -64,6 +64,9 @@ def model_card(entries: dict) -> str:
     for name, e in sorted(entries.items()):
         card, plan = e.card, e.card["compute"]
         size = e.path.stat().st_size
+        if e.model_config is not None:
+            lines += _whole_model_card(name, e, card, plan, size)
+            continue
         lines += [
             f"## `{name}`", "",
             "| | |", "|---|---|",
@@ -84,6 +87,31 @@ def model_card(entries: dict) -> str:
             f"![training curves](model_zoo/{name}_curves.png)", "",
         ]
     return "\n".join(lines)
+
+
+def _whole_model_card(name: str, e, card: dict, plan: dict, size: int) -> list[str]:
+    """The model-card section of a whole fine-tuned model (``<backbone>.<tag>``)."""
+    m, cfg = card["cifar10_c"], e.model_config
+    arch = (f"{cfg['name']}, codebook n = {cfg['codebook_size']}, fusion {cfg['fusion']}"
+            + (" + self-attention" if cfg.get("attention") else "") if cfg.get("vq") else f"{cfg['name']}, no codebook")
+    return [
+        f"## `{name}`", "",
+        "| | |", "|---|---|",
+        f"| architecture | {arch} |",
+        f"| trained on | {card['dataset']}; corruptions in training: {card['train_corruptions']} |",
+        f"| command | `{card['command']}` |",
+        f"| epochs, wall time | {card['epochs']}, {card['wall_time_s'] / 60:.1f} min; compute plan: "
+        f"{plan['threads']} threads, {plan['precision']} |",
+        "| versions | " + ", ".join(f"{k} {v}" for k, v in card["versions"].items()) + " |",
+        f"| CIFAR-10-C, all {m['images_per_cell']} test images per cell (the shipped file) | clean "
+        f"**{m['clean_acc']:.2f} %**, known-corruption error **{m['known_err']:.2f} %** (15 x 5), unknown "
+        f"accuracy **{m['unknown_acc']:.2f} %** (4 x 5); protocol: {m['protocol']} |",
+        f"| reproduce | `vqsa evaluate --model {name} --dataset cifar10-c --data-root DIR --amp` (DIR holding "
+        "`cifar10/` and the `cifar10-c/` that `vqsa corrupt --cifar10 --corruptions all` writes) |",
+        f"| file | `{e.file}`, {size / 2**20:.2f} MB ({e.storage}), sha256 `{e.sha256}` |", "",
+        *[f"{note}\n" for note in card.get("notes", [])],
+        f"Per-corruption results: [model_zoo/{name}/results.md](model_zoo/{name}/results.md)", "",
+    ]
 
 
 def main() -> int:
