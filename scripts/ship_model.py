@@ -62,7 +62,9 @@ def main() -> int:
     summary = json.loads((args.run / "summary.json").read_text())
     config = yaml.safe_load((args.run / "config.yaml").read_text())
     card = {
-        "dataset": "CIFAR-10, 50,000 training images mixed clean and corrupted", "command": args.command,
+        "dataset": f"CIFAR-10, {config['data'].get('train_subset') or 50000:,} training images"
+                   + (" mixed clean and corrupted" if config["corruption"]["corruptions"] else ""),
+        "command": args.command,
         "train_corruptions": config["corruption"]["corruptions"], "epochs": summary["epochs"],
         "wall_time_s": round(summary["wall_time_s"], 1), "compute": summary["compute"],
         "machine": summary["machine"], "versions": summary["versions"], "git_sha": summary["git_sha"],
@@ -81,7 +83,7 @@ def main() -> int:
 
     atomic_write_text(REPO / "docs" / "results" / "model_zoo.md", model_card(shipped_weights()))
     print(f"{entry.path} sha256 {entry.sha256}: clean {res.clean_accuracy:.2f} %, known error "
-          f"{res.mean_error:.2f} %, unknown {res.unknown_accuracy:.2f} % on all 10,000 test images")
+          f"{res.mean_error:.2f} %, unknown {res.unknown_accuracy:.2f} % on {res.clean.total} test images per cell")
     return 0
 
 
