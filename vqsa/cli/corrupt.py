@@ -5,7 +5,7 @@
     vqsa corrupt --gallery IMAGE OUT.png      one image x every corruption x every severity, labelled grid
     vqsa corrupt --list                       corruption names and subsets
 
-The work is done by :mod:`vqsa.corruptions.dataset_writer` and :mod:`vqsa.corruptions.gallery`; see
+The work is done by :mod:`vqsa.corruptions.writers` and :mod:`vqsa.corruptions.gallery`; see
 docs/corrupt_cli.md.
 """
 from __future__ import annotations
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"wrote {out}")
         return 0
-    from vqsa.corruptions import dataset_writer as dw
+    from vqsa.corruptions import writers as dw
     from vqsa.data.cifar10_c import corrupt_cifar10
 
     if mode == "folder":

@@ -9,12 +9,12 @@ import numpy as np
 
 from vqsa.utils.io import atomic_save_figure, check_writable
 
-from .dataset_writer import (
+from ._api import derive_rng
+from .writers import (
     SEVERITIES,
     check_profile,
     check_seed,
     check_severities,
-    derive_rng,
     imagenet_c_preprocess,
     load_rgb,
     requested_corruptions,

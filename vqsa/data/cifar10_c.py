@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from vqsa.corruptions._api import derive_rng
-from vqsa.corruptions.dataset_writer import SEVERITIES, WriteSummary, corrupt_arrays
+from vqsa.corruptions.writers import SEVERITIES, WriteSummary, corrupt_arrays
 
 from .cifar import load_cifar10
 from .paths import resolve_data_root
@@ -26,7 +26,7 @@ def corrupt_cifar10(
     progress: bool = True,
 ) -> WriteSummary:
     """CIFAR-10-C from the CIFAR-10 test split (``data_root`` or ``$VQSA_DATA``): see
-    :func:`vqsa.corruptions.dataset_writer.corrupt_arrays`.
+    :func:`vqsa.corruptions.writers.corrupt_arrays`.
 
     ``limit`` keeps a fixed random subset of that many test images (in dataset order, drawn with ``seed``); its
     rows are identical to the corresponding rows of a full run with the same seed, and the manifest records their

@@ -14,7 +14,7 @@ import torch
 
 from vqsa import metrics
 from vqsa.corruptions import resolve_corruptions as _resolve_corruption_names
-from vqsa.corruptions.dataset_writer import MANIFEST_NAME, read_manifest
+from vqsa.corruptions.writers import MANIFEST_NAME, read_manifest
 from vqsa.data.cifar import CIFAR10_CLASSES, ArrayDataset, find_cifar10, load_cifar10
 from vqsa.data.corrupted import ArrayImages, CorruptedImages, EvalImages, FolderImages, cifar10_c, imagenet_c, load_npy
 from vqsa.data.imagenet_subsets import subset_indices, subset_wnids, wnid_to_index
