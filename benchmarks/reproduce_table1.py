@@ -217,10 +217,13 @@ def check_same_settings(run_dir: Path, cfg: Any) -> None:
     path = run_dir / "config.yaml"
     if not path.is_file():
         return
+    from vqsa.train.config import TrainConfig
+
     ignore = {"data.workers", "device"}
-    saved = {k: v for k, v in flatten(yaml.safe_load(path.read_text())).items() if k not in ignore}
-    wanted = {k: v for k, v in flatten(cfg.to_dict()).items() if k not in ignore}
-    diff = sorted(k for k in saved.keys() | wanted.keys() if saved.get(k) != wanted.get(k))
+    defaults = flatten(TrainConfig().to_dict())  # a key added to vqsa after the run was made has its default there
+    saved = {**defaults, **flatten(yaml.safe_load(path.read_text()))}
+    wanted = flatten(cfg.to_dict())
+    diff = sorted(k for k in saved.keys() | wanted.keys() if k not in ignore and saved.get(k) != wanted.get(k))
     if diff:
         raise ValueError(f"{run_dir} was made with other settings ({', '.join(diff)} differ): pass another --out, "
                          "or delete that run folder to redo it")
