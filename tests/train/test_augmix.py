@@ -13,7 +13,8 @@ from vqsa.data.augmix import AugMixTransform
 from vqsa.data.cifar import ArrayDataset
 from vqsa.data.mixed import CorruptionSchedule, MixedCorruptionDataset, collate_mixed
 from vqsa.train.config import load_config
-from vqsa.train.engine import Trainer, jensen_shannon
+from vqsa.train.engine import Trainer
+from vqsa.train.losses import jensen_shannon
 
 from .test_ddp import WORKER
 from .test_engine import _assert_same_run, _cfg, tiny_args

@@ -181,7 +181,7 @@ def test_help_lists_every_default(capsys, monkeypatch):
 def test_vq_false_ignores_the_codebook_options_with_one_warning():
     """--model.vq false on a VQSA config builds the baseline: codebook options are dropped, named in one warning."""
     from vqsa.models._factory import _VQ_OPTIONS
-    from vqsa.train.engine import build_model
+    from vqsa.train.setup import build_model
 
     assert set(CODEBOOK_KWARGS) == {"codebook_preset", *_VQ_OPTIONS}
     path = Path(__file__).parents[2] / "configs" / "cifar10_r18_concat_sa_healthy.yaml"

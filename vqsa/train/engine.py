@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
-import os
 import sys
 import time
 import warnings
@@ -22,42 +20,33 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from vqsa.data.mixed import ArraySource, MixedCorruptionDataset, collate_mixed
+from vqsa.data.mixed import ArraySource, collate_mixed
 from vqsa.data.transforms import to_float
 from vqsa.utils import distributed as dist
-from vqsa.utils.io import atomic_write_json, atomic_write_text
+from vqsa.utils.io import atomic_write_text
 from vqsa.utils.lock import check_not_locked, folder_lock
-from vqsa.utils.meta import git_sha, machine, versions
-from vqsa.utils.paths import same_folder
 
 from .checkpointing import (
     CHECKPOINT_NAME,
-    check_resume_compatible,
-    load_module_runtime_state,
-    load_resume_checkpoint,
     module_runtime_state,
-    resume_path,
     save_checkpoint,
     set_rng_state,
 )
 from .compute import ComputePlan, cached_probe, plan_compute, probe_step_rates, resolve_corrupt_on
-from .config import TrainConfig, flatten, show_value, to_yaml
+from .config import TrainConfig, to_yaml
 from .data import TrainData, build_datasets, build_train_data, resolve_corruptions
-from .logs import MetricsLogger, format_summary
-from .monitor import check_usage, usage_summary
-from .optim import build_optimizer, build_scheduler, freeze_backbone, split_decay, train_mode
+from .logs import MetricsLogger
+from .monitor import check_usage
+from .optim import build_optimizer, build_scheduler, freeze_backbone, train_mode
+from .finalize import finish_run
+from .losses import jensen_shannon
+from .resume import finished_summary, open_checkpoint, plan_resume, report_changes, restore_states
+from .setup import ResumableSampler, build_model, check_outputs, select_device, split_eval_corruptions
 
 logger = logging.getLogger(__name__)
-
-
-def jensen_shannon(logits: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """AugMix's consistency loss: the mean KL divergence of each view's prediction from their mixture."""
-    probs = [torch.softmax(v.float(), dim=1) for v in logits]
-    log_mixture = torch.clamp(torch.stack(probs).mean(0), 1e-7, 1).log()
-    return sum(F.kl_div(log_mixture, p, reduction="batchmean") for p in probs) / len(probs)
 
 
 def _quiet() -> bool:
@@ -73,74 +62,11 @@ def _quiet() -> bool:
 # Order of the per-epoch running sums (float64, reduced over ranks with one all_reduce).
 _SUMS = ("loss", "ce", "aux", "correct", "count", "bad")
 # Config keys that shape the learning-rate schedule (a resume with other values follows the new schedule).
-_SCHEDULE_KEYS = ("epochs", "batch_size", "optim.lr", "optim.scheduler", "optim.warmup_epochs", "optim.min_lr")
 # The corruption evaluation's files in the run folder (vqsa.eval's Results.save).
-_RESULT_FILES = ("results.json", "results.csv", "results.md", "results.png")
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or Inf; the run stopped without overwriting the last good checkpoint."""
-
-
-class ResumableSampler(DistributedSampler):
-    """``DistributedSampler`` that can start an epoch part-way (after ``start`` of this rank's samples)."""
-
-    def __init__(self, dataset: MixedCorruptionDataset, num_replicas: int, rank: int, seed: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
-        self.start = 0
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        super().set_epoch(epoch)
-        self.start = start
-
-    def __iter__(self):
-        return iter(list(super().__iter__())[self.start :])
-
-    def __len__(self) -> int:
-        return self.num_samples - self.start
-
-
-def build_model(cfg: TrainConfig, num_classes: int, *, resuming: bool = False) -> nn.Module:
-    """``vqsa.create_model`` with the config's model section (``num_classes: null`` -> the dataset's). A resumed run
-    does not load pretrained weights: the checkpoint's replace them (and the file or network may be gone)."""
-    from vqsa.models import create_model
-
-    m = cfg.model
-    return create_model(
-        m.name, num_classes=m.num_classes or num_classes, pretrained=False if resuming else m.pretrained,
-        codebook_size=m.codebook_size,
-        fusion=m.fusion, attention=m.attention, vq=m.vq, distance=m.distance, commitment_weight=m.commitment_weight,
-        **m.kwargs,
-    )
-
-
-def _select_device(cfg: TrainConfig) -> torch.device:
-    device = dist.init_distributed()
-    if cfg.device == "cpu":
-        return torch.device("cpu")
-    if cfg.device == "cuda" and device.type != "cuda":
-        raise ValueError("device: cuda was asked for but CUDA is not available")
-    return device
-
-
-def _split_eval_corruptions(cfg: TrainConfig, train_c: tuple[str, ...]) -> tuple[list[str], list[str]]:
-    """Evaluation corruptions split into those also used in training (known) and the others (unknown)."""
-    if not cfg.eval.enabled:
-        return [], []
-    eval_c = resolve_corruptions(cfg.eval.corruptions)
-    return [c for c in eval_c if c in train_c], [c for c in eval_c if c not in train_c]
-
-
-def _check_outputs(outputs: int | None, classes: int) -> None:
-    """Fewer outputs than classes fails on the first batch whose label is too large; more train logits that are
-    never a target."""
-    if outputs is None or outputs == classes:
-        return
-    if outputs < classes:
-        raise ValueError(f"the model has {outputs} outputs but the dataset has {classes} classes; set "
-                         f"model.num_classes to {classes} or null (the dataset's)")
-    warnings.warn(f"the model has {outputs} outputs but the dataset has {classes} classes: outputs {classes}.."
-                  f"{outputs - 1} are never a target", stacklevel=3)
 
 
 class Trainer:
@@ -161,30 +87,19 @@ class Trainer:
         resume: str | Path | bool | None = None,
     ) -> None:
         self.cfg = cfg
-        self.device = _select_device(cfg)
+        self.device = select_device(cfg)
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.main = self.rank == 0
         self.run_dir = cfg.run_dir()
         if self.main:
             check_not_locked(self.run_dir)  # another process training into this folder: say so before any work
-        ckpt_path = self.run_dir / CHECKPOINT_NAME if resume is True else (resume_path(resume) if resume else None)
-        elsewhere = ckpt_path is not None and not same_folder(ckpt_path.parent, self.run_dir)
-        if (ckpt_path is None or elsewhere) and (self.run_dir / CHECKPOINT_NAME).exists():
-            raise ValueError(
-                f"{self.run_dir} already holds a training checkpoint: pass --resume to continue it, or choose "
-                "another --name (nothing was overwritten)"
-            )
-        if elsewhere and self.main:
-            logger.info(f"resume: continuing {ckpt_path} in the run folder {self.run_dir}")
-        ckpt = None
-        if ckpt_path is not None:
-            ckpt, ckpt_path = load_resume_checkpoint(ckpt_path)
+        ckpt, ckpt_path = open_checkpoint(self.run_dir, resume, self.main)
         weights = cfg.model.pretrained
         if model is None and ckpt is None and isinstance(weights, str) and not Path(weights).is_file():
             raise FileNotFoundError(f"model.pretrained: no weights file at {weights!r}")  # before the data is read
 
         self.train_corruptions = resolve_corruptions(cfg.corruption.corruptions)
-        self.known, self.unknown = _split_eval_corruptions(cfg, self.train_corruptions)
+        self.known, self.unknown = split_eval_corruptions(cfg, self.train_corruptions)
         self.data = data if data is not None else build_train_data(cfg)
         in_memory = isinstance(self.data.train, ArraySource)
         corrupt_on = resolve_corrupt_on(cfg.corruption.corrupt_on, in_memory)
@@ -198,7 +113,7 @@ class Trainer:
         self.model_config = getattr(self.model, "model_config", None)
         if not isinstance(self.model_config, dict):
             raise TypeError("the model needs a `model_config` dict (create_model sets it) to be checkpointed")
-        _check_outputs(self.model_config.get("num_classes"), len(self.data.classes))
+        check_outputs(self.model_config.get("num_classes"), len(self.data.classes))
         self.cuda = self.device.type == "cuda"
         self.model.to(self.device)
         if cfg.channels_last:
@@ -229,7 +144,6 @@ class Trainer:
         self.finished: dict[str, Any] | None = None  # the summary of a resumed run that has nothing left to do
         if ckpt is not None:
             history = self._restore(ckpt, ckpt_path)
-            self.finished = self._finished_summary()
         if self.main and self.finished is None:
             atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
         torch.manual_seed(cfg.seed + self.rank)
@@ -283,120 +197,17 @@ class Trainer:
         return corrupt_batch
 
     def _restore(self, ckpt: dict[str, Any], path: Path) -> list[dict[str, Any]]:
-        check_resume_compatible(ckpt, self.model_config, path)
-        saved_cfg = ckpt.get("config") or {}
-        saved_optimizer = (saved_cfg.get("optim") or {}).get("name", self.cfg.optim.name)
-        if saved_optimizer != self.cfg.optim.name:
-            raise ValueError(
-                f"{path}: the checkpoint's optimizer is {saved_optimizer}, the config asks for {self.cfg.optim.name}: "
-                f"its state cannot continue in another optimizer (keep optim.name: {saved_optimizer})"
-            )
-        saved_scale = (saved_cfg.get("optim") or {}).get("backbone_lr_scale", 1.0)
-        scale = self.cfg.optim.backbone_lr_scale
-        if (saved_scale == 1) != (scale == 1) or (saved_scale == 0) != (scale == 0):
-            raise ValueError(
-                f"{path}: optim.backbone_lr_scale {saved_scale:g} -> {scale:g} changes which parameters the optimizer "
-                f"holds (1: one learning rate, 0: a frozen backbone, else two); keep {saved_scale:g} to resume"
-            )
-        # the hyper-parameters the config sets; the optimizer's state dict would bring back the checkpoint's
-        configured = [{k: g[k] for k in ("initial_lr", "weight_decay", "momentum") if k in g}
-                      for g in self.optimizer.param_groups]
-        self._match_saved_groups(ckpt["optimizer"])
-        try:
-            self.model.load_state_dict(ckpt["model"])
-            load_module_runtime_state(self.model, ckpt.get("runtime", {}))
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise ValueError(f"{path}: checkpoint does not fit this model/optimizer: {e}") from e
-        for group, values in zip(self.optimizer.param_groups, configured):
-            group.update(values)
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
-        self.batch_in_epoch = int(ckpt.get("batch", 0))
-        if self.epoch > self.cfg.epochs or (self.epoch == self.cfg.epochs and self.batch_in_epoch):
-            at = f"epoch {self.epoch}" + (f", batch {self.batch_in_epoch}" if self.batch_in_epoch else "")
-            needed = self.epoch + (1 if self.batch_in_epoch else 0)
-            raise ValueError(f"{path}: the checkpoint is at {at}, past epochs: {self.cfg.epochs}; a run cannot be "
-                             f"shortened (pass --epochs {needed} or more)")
-        saved_batch = saved_cfg.get("batch_size", self.cfg.batch_size)
-        if self.batch_in_epoch and saved_batch != self.cfg.batch_size:
-            raise ValueError(f"{path}: the checkpoint is in the middle of epoch {self.epoch + 1} (batch "
-                             f"{self.batch_in_epoch} of {saved_batch} images); with batch_size {self.cfg.batch_size} "
-                             f"the rest of the epoch would skip or repeat images (keep --batch_size {saved_batch}, "
-                             "or change it when resuming from an end-of-epoch checkpoint)")
-        self._restore_schedule(ckpt["scheduler"])
+        """Continue from ``ckpt`` (checked first, then applied); returns its metrics history."""
+        plan = plan_resume(ckpt, path, self.cfg, self.model_config)
+        restore_states(ckpt, plan, self.model, self.optimizer, self.scheduler, self.scaler, self.main)
+        self.epoch, self.batch_in_epoch, self.step = plan.epoch, plan.batch, plan.step
         if "sums" in ckpt:
             self.sums.copy_(ckpt["sums"].to(self.device))
         if self.main:
-            where = f"epoch {self.epoch}" + (f", batch {self.batch_in_epoch}" if self.batch_in_epoch else "")
-            logger.info(f"resumed {path} at {where} (step {self.step})")
-            self._report_changes(saved_cfg)
+            logger.info(f"resumed {path} at {plan.where} (step {plan.step})")
+            report_changes(plan, self.cfg, self.scheduler, self.optimizer)
+        self.finished = finished_summary(self.run_dir, self.cfg, plan, self.main)
         return list(ckpt.get("history", []))
-
-    def _restore_schedule(self, state: dict[str, Any]) -> None:
-        """Continue the lr schedule at the checkpoint's step, on the curve of the *current* config.
-
-        ``LambdaLR.load_state_dict`` would also restore the saved ``WarmupSchedule`` (its total steps, warm-up, min lr)
-        and base lrs: extending a finished run (``--epochs`` larger) would then train at the old curve's end, lr 0.
-        The step counters come from the checkpoint, the factor and base lr from the config; with an unchanged config
-        the lr is the same float as in the uninterrupted run (the same ``base_lr * factor(step)`` expression).
-        """
-        sched = self.scheduler
-        state = dict(state)
-        state["lr_lambdas"] = [None] * len(sched.lr_lambdas)  # keep the factor built from the current config
-        state["base_lrs"] = [g["initial_lr"] for g in self.optimizer.param_groups]
-        sched.load_state_dict(state)
-        lrs = [base * factor(sched.last_epoch) for base, factor in zip(sched.base_lrs, sched.lr_lambdas)]
-        for group, lr in zip(self.optimizer.param_groups, lrs):
-            group["lr"] = lr
-        sched._last_lr = list(lrs)
-
-    def _match_saved_groups(self, saved: dict[str, Any]) -> None:
-        """A run started before ``no_weight_decay()`` was honoured keeps its two groups' membership (the fresh
-        optimizer holds no state yet, so its groups can be refilled)."""
-        sizes = [len(g["params"]) for g in saved.get("param_groups", [])]
-        if sizes == [len(g["params"]) for g in self.optimizer.param_groups]:
-            return
-        legacy = split_decay(self.model, named=False)
-        if sizes == [len(p) for p in legacy]:
-            for group, params in zip(self.optimizer.param_groups, legacy):
-                group["params"] = params
-            if self.main:
-                logger.info("resume: keeping the checkpoint's weight-decay groups (it decays what no_weight_decay() "
-                            "names, as vqsa did when the run started)")
-
-    def _report_changes(self, saved_cfg: dict[str, Any]) -> None:
-        """One line naming the settings that differ from the checkpoint's, one more when they reshape the schedule.
-        Where the run folder is (``output_dir``, ``name``) is not a setting: a moved run keeps its checkpoint's."""
-        old, new = flatten(saved_cfg), flatten(self.cfg.to_dict())
-        changed = [k for k in new if k in old and old[k] != new[k] and k not in ("output_dir", "name")]
-        if not changed:
-            return
-        logger.info("resume: settings differ from the checkpoint's: "
-                    + ", ".join(f"{k} {show_value(old[k])} -> {show_value(new[k])}" for k in changed))
-        if any(k in _SCHEDULE_KEYS for k in changed):
-            o, total = self.cfg.optim, self.scheduler.lr_lambdas[0].total
-            shape = "constant" if o.scheduler == "constant" else f"{o.scheduler} to {o.min_lr:g}"
-            warmup = f", warm-up {o.warmup_epochs:g} epochs" if o.warmup_epochs else ""
-            logger.info(f"resume: the learning-rate schedule follows the current config ({shape} over "
-                        f"{self.cfg.epochs} epochs = {total} steps{warmup}): lr "
-                        f"{self.optimizer.param_groups[0]['lr']:.4g} at step {self.step}")
-
-    def _finished_summary(self) -> dict[str, Any] | None:
-        """The summary of a resumed run that already did all its epochs and wrote its final files (else None)."""
-        if self.epoch < self.cfg.epochs or self.batch_in_epoch:
-            return None
-        summary = None
-        if self.main:
-            try:
-                summary = json.loads((self.run_dir / "summary.json").read_text())
-            except (OSError, ValueError):
-                summary = None
-            complete = (isinstance(summary, dict) and summary.get("steps") == self.step
-                        and summary.get("epochs") == self.cfg.epochs and (self.run_dir / "model.safetensors").is_file())
-            summary = summary if complete else None  # else it stopped before its final files: write them now
-        return dist.broadcast_object(summary)
 
     def _save(self) -> None:
         if not self.main:
@@ -607,7 +418,7 @@ class Trainer:
                 logger.info(f"epoch {record['epoch']}/{cfg.epochs} "
                             + " ".join(f"{k}={v:.4g}" for k, v in shown.items()))
         self.logger.close()
-        summary = self._finish(time.perf_counter() - t_start)
+        summary = finish_run(self, time.perf_counter() - t_start)
         dist.barrier()
         return summary
 
@@ -636,86 +447,6 @@ class Trainer:
                 f"training corruptions {self.known} are also evaluation corruptions: their errors measure robustness "
                 f"to corruptions seen in training; only {self.unknown or 'none'} are unseen", UserWarning, stacklevel=3,
             )
-
-    def _finish(self, wall: float) -> dict[str, Any]:
-        final = self.logger.history[-1] if self.logger.history else {}
-        summary: dict[str, Any] = {
-            "name": self.cfg.name, "epochs": self.cfg.epochs, "steps": self.step, "world_size": self.world,
-            "effective_batch_size": self.cfg.batch_size * self.world, "wall_time_s": wall,
-            "train_corruptions": list(self.train_corruptions), "eval_corruptions_known": self.known,
-            "eval_corruptions_unknown": self.unknown, "compute": self.plan.to_dict(),
-        }
-        summary.update({k: final[k] for k in ("train_loss", "train_acc", "val_acc", "codebook_perplexity",
-                                               "codebook_used") if k in final})
-        if self.vq is not None:
-            summary["codebook"] = usage_summary(self.logger.history, self.vq.codebook_size)
-        if self.main:
-            if not (self.cfg.eval.enabled and self.data.val_arrays is not None):
-                self._mark_stale_results()
-            self._save_final_weights()
-        evaluation = self._evaluate()
-        if evaluation is not None:
-            summary["evaluation"] = evaluation
-        if self.main:
-            info = dict(summary, config=self.cfg.to_dict(), model_config=self.model_config, versions=versions(),
-                        git_sha=git_sha(), machine=machine())
-            atomic_write_json(self.run_dir / "summary.json", info)
-            scalars = {k: v for k, v in summary.items() if not isinstance(v, (list, dict))}
-            logger.info("summary:\n" + format_summary(scalars))
-            if evaluation is not None:
-                logger.info(_evaluation_line(evaluation, self.run_dir))
-        return summary
-
-    def _mark_stale_results(self) -> None:
-        """Rename the results.* of earlier weights (a resumed run extended with the evaluation off) to
-        results.stale.*, so that no results file sits beside weights it does not describe."""
-        old = [name for name in _RESULT_FILES if (self.run_dir / name).is_file()]
-        for name in old:
-            os.replace(self.run_dir / name, self.run_dir / name.replace("results.", "results.stale.", 1))
-        if old:
-            why = "eval.enabled is false" if not self.cfg.eval.enabled else "the validation set is an image folder"
-            logger.warning(f"renamed {', '.join(old)} (the evaluation of the earlier weights) to results.stale.*: "
-                           f"this run writes no new evaluation ({why}); `vqsa evaluate --checkpoint {self.run_dir} "
-                           "...` evaluates the new weights")
-
-    def _save_final_weights(self) -> None:
-        from vqsa.models import save_model
-
-        save_model(self.model, self.run_dir / "model.safetensors")
-
-    def _evaluate(self) -> dict[str, Any] | None:
-        """``vqsa.evaluate`` on the validation arrays (clean + eval corruptions); results.json in the run folder."""
-        if not self.cfg.eval.enabled:
-            return None
-        if self.data.val_arrays is None:
-            if self.main:
-                logger.warning("corruption evaluation skipped: the validation set is an image folder; evaluate the run "
-                               f"with `vqsa evaluate --checkpoint {self.run_dir} --dataset imagenet-c`")
-            return None
-        from vqsa.eval import evaluate
-
-        e = self.cfg.eval
-        # on the whole split with the subset's indices: results.json then records split indices, and
-        # `vqsa evaluate --indices-from RUN/results.json` repeats this evaluation
-        data, indices = self.data.val_split or (self.data.val_arrays, None)
-        results = evaluate(
-            self.model, data, corruptions=self.known + self.unknown, severities=tuple(e.severities),
-            batch_size=e.batch_size, num_workers=self.plan.workers, amp=self.plan.precision != "float32",
-            limit=e.n_examples, indices=indices, seed=self.cfg.seed, profile=e.profile, device=self.device,
-            train_corruptions=list(self.train_corruptions), progress=self.main,
-            model_info={**self.model_config, "label": self.cfg.name},
-        )
-        if self.main:
-            results.save(self.run_dir)
-        return results.summary()
-
-
-def _evaluation_line(ev: dict[str, Any], run_dir: Path) -> str:
-    """The end-of-training evaluation in one line: accuracies and mCE where defined, and where the tables are."""
-    parts = [f"{name} {ev[key]:.2f} %" for name, key in (
-        ("clean acc", "clean_accuracy"), ("known acc", "known_accuracy"), ("unknown acc", "unknown_accuracy"),
-        ("mCE", "mce")) if ev.get(key) is not None]
-    return f"evaluation: {', '.join(parts)} (tables: {run_dir / 'results.md'})"
 
 
 def train(
