@@ -178,7 +178,7 @@ def measure(run_dir: Path, cfg: Any, args: argparse.Namespace, results_dir: Path
     from vqsa.analysis.features import seeded_subset
     from vqsa.eval import EvalResults
     from vqsa.models import load_model
-    from vqsa.train.data import build_train_data
+    from vqsa.train.inputs import build_train_data
 
     res = EvalResults.from_json(results_dir or run_dir)
     acc = res.corruption_accuracy()

@@ -80,7 +80,7 @@ def _download_cifar10(timeout: float = 20.0) -> Path | None:
 
 def load_demo_data(data_root: str | os.PathLike | None, download: bool) -> tuple[ArrayDataset, ArrayDataset, str]:
     """CIFAR-10 (train, test) from the data root, else downloaded, else the digits fallback; and a note."""
-    from vqsa.train.data import DIGITS_NOTE, load_digits
+    from vqsa.train.inputs import DIGITS_NOTE, load_digits
 
     root = resolve_data_root(data_root)
     candidates = [root] if root is not None else []
@@ -134,7 +134,7 @@ def run_demo(
 
 def _run(out: Path, data_root, download: bool, quick: bool, seed: int, codebook: str) -> dict[str, Any]:
     from vqsa.eval.results import EvalResults
-    from vqsa.train.data import TrainData
+    from vqsa.train.inputs import TrainData
     from vqsa.train.engine import Trainer
 
     for name in MODELS:

@@ -334,7 +334,7 @@ def test_one_resolve_corruptions_serves_training_evaluation_and_the_writers():
     from vqsa.corruptions import resolve_corruptions
     from vqsa.corruptions.dataset_writer import requested_corruptions
     from vqsa.eval.datasets import resolve_corruptions as eval_resolve
-    from vqsa.train.data import resolve_corruptions as train_resolve
+    from vqsa.train.inputs import resolve_corruptions as train_resolve
 
     spec = ["noise", "fog", "gaussian_noise", "unknown"]
     expected = ("gaussian_noise", "shot_noise", "impulse_noise", "fog", "speckle_noise", "gaussian_blur", "spatter",

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from vqsa.data.imagenet_subsets import imagenet_wnids, subset_wnids
 from vqsa.eval.datasets import build_plan
 from vqsa.train.config import config_from_dict
-from vqsa.train.data import build_train_data
+from vqsa.train.inputs import build_train_data
 from vqsa.utils import distributed as dist
 
 FORBIDDEN = ("scandir", "listdir", "stat", "lstat")

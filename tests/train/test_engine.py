@@ -60,7 +60,7 @@ def test_tiny_run_writes_its_files_and_warns_about_overlap(tmp_path, capsys):
     # the evaluation records indices into the whole test split, so `vqsa evaluate --indices-from` repeats it
     from vqsa.eval import evaluate
     from vqsa.models import load_model
-    from vqsa.train.data import load_digits
+    from vqsa.train.inputs import load_digits
 
     split = load_digits("test")
     assert results["data"]["examples"]["indices"] == split.subset_indices(32, 0).tolist()

@@ -9,7 +9,7 @@ from vqsa.layers import FUSION_MODES, VectorQuantizer
 
 from ._backbone import build_backbone
 from .presets import codebook_preset as _codebook_preset
-from .vqsa import VQSAClassifier
+from .classifier import VQSAClassifier
 from .weights_io import load_state_dict
 from .zoo import ShippedWeights, load_zoo_state, shipped_weights, zoo_model
 

@@ -12,7 +12,7 @@ import re
 
 import torch
 
-from .vqsa import VQSAClassifier
+from .classifier import VQSAClassifier
 from .weights_io import clean_state_dict, load_state_dict, read_checkpoint
 
 _BACKBONE_KEY = re.compile(r"^resnet_layer\.(\d+)\.(.+)$")

@@ -5,7 +5,13 @@
     summary = train(cfg)                      # runs/<name>/: config.yaml, checkpoint_last.pt, metrics, weights
     train(cfg, resume=True)                   # continue a killed run from runs/<name>/checkpoint_last.pt
 """
+import sys
+
+from . import inputs
 from .config import TrainConfig, load_config, to_yaml
-from .engine import NonFiniteLossError, Trainer, build_model, train
+from .engine import NonFiniteLossError, Trainer, train
+from .setup import build_model
+
+sys.modules[f"{__name__}.data"] = inputs  # the module's earlier name
 
 __all__ = ["NonFiniteLossError", "TrainConfig", "Trainer", "build_model", "load_config", "to_yaml", "train"]

@@ -37,7 +37,7 @@ from .checkpointing import (
 )
 from .compute import ComputePlan, cached_probe, plan_compute, probe_step_rates, resolve_corrupt_on
 from .config import TrainConfig, to_yaml
-from .data import TrainData, build_datasets, build_train_data, resolve_corruptions
+from .inputs import TrainData, build_datasets, build_train_data, resolve_corruptions
 from .logs import MetricsLogger
 from .monitor import check_usage
 from .optim import build_optimizer, build_scheduler, freeze_backbone, train_mode

@@ -12,7 +12,7 @@ from vqsa.data.mixed import MixedCorruptionDataset
 from vqsa.utils import distributed as dist
 
 from .config import TrainConfig
-from .data import resolve_corruptions
+from .inputs import resolve_corruptions
 
 
 class ResumableSampler(DistributedSampler):
