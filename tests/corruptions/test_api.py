@@ -348,3 +348,16 @@ def test_one_resolve_corruptions_serves_training_evaluation_and_the_writers():
         resolve_corruptions("fogg")
     with pytest.raises(TypeError, match="must be strings"):
         resolve_corruptions([3])
+
+
+def test_one_severity_check_serves_the_engine_the_writers_and_evaluation():
+    from vqsa.corruptions import check_severities
+    from vqsa.corruptions.writers import check_severities as writers_check
+    from vqsa.eval.datasets import resolve_severities
+
+    assert writers_check is check_severities
+    assert check_severities(3) == (3,) and check_severities([5, 1]) == (5, 1) and resolve_severities([5, 1]) == [1, 5]
+    for bad, err, match in (([], ValueError, "no severities"), ([1, 1], ValueError, "duplicate"),
+                            ([0], ValueError, r"in \[1, 5\]"), ([True], TypeError, "an int")):
+        with pytest.raises(err, match=match):
+            check_severities(bad)

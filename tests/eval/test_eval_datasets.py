@@ -91,7 +91,7 @@ def test_bad_specs():
     ds = ArrayDataset(np.zeros((0, 32, 32, 3), np.uint8), np.zeros(0, np.int64), tuple("abcdefghij"), "empty")
     with pytest.raises(ValueError, match="empty"):
         build_plan(ds, corruptions=["fog"])
-    with pytest.raises(ValueError, match="severities"):
+    with pytest.raises(ValueError, match=r"severity must be in \[1, 5\], got 0"):
         build_plan(ds, severities=[0, 6])
     with pytest.raises(ValueError, match="unknown dataset"):
         build_plan("imagenet-x", ".")

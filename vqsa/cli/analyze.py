@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from vqsa.cli._args import positive_int
+from vqsa.corruptions._params import PROFILE_CHOICES
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) ->
                    help="class explained by Grad-CAM (default: the true label)")
     d.add_argument("--limit", type=positive_int, default=1000, help="images for the codebook statistics (default 1000)")
     d.add_argument("--seed", type=int, default=0, help="image choice, corruption draws and t-SNE (default 0)")
-    d.add_argument("--profile", default="auto", choices=("auto", "imagenet", "cifar", "tinyimagenet"),
+    d.add_argument("--profile", default="auto", choices=PROFILE_CHOICES,
                    help="corruption parameter table")
     r = p.add_argument_group("run")
     r.add_argument("--tsne-iters", type=_tsne_iters, default=1000, help="t-SNE iterations, >= 250 (default 1000)")

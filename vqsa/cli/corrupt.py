@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 
 from vqsa.cli._args import non_negative_int, severity
+from vqsa.corruptions._params import PROFILE_CHOICES
 from vqsa.utils.meta import usable_cpus
 
 _SUBSETS = ("common", "validation", "all", "noise", "blur", "weather", "digital")
-_PROFILES = ("auto", "imagenet", "cifar", "tinyimagenet")
 
 
 def _size(text: str) -> int:
@@ -69,7 +69,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) ->
     )
     p.add_argument("--severities", nargs="+", type=severity, metavar="S", help="severities in 1..5 (default: all 5)")
     p.add_argument(
-        "--profile", choices=_PROFILES,
+        "--profile", choices=PROFILE_CHOICES,
         help="parameter table; default auto (by image size) for folders and galleries, cifar for --cifar10",
     )
     p.add_argument("--resize", type=_size, metavar="PX",

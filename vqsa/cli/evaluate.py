@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from vqsa.cli._args import positive_int
+from vqsa.corruptions._params import PROFILE_CHOICES
 from vqsa.eval.datasets import DATASETS
 from vqsa.utils.meta import usable_cpus
 
@@ -57,7 +58,7 @@ def add_parser(subparsers: argparse._SubParsersAction, name: str, help_: str) ->
                    help="fail when the released corrupted set is missing (default: fall back to on-the-fly)")
     d.add_argument("--seed", type=int, default=None,
                    help="seed of on-the-fly corruption and of --limit (default: that of --indices-from, else 0)")
-    d.add_argument("--profile", default="auto", choices=("auto", "imagenet", "cifar", "tinyimagenet"),
+    d.add_argument("--profile", default="auto", choices=PROFILE_CHOICES,
                    help="corruption parameter table for on-the-fly sets")
     d.add_argument("--jpeg-quality", type=int, default=None,
                    help="on-the-fly sets: JPEG round trip after corrupting (85 = the released ImageNet-C files)")

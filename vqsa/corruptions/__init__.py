@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._api import (MIN_SIZE, as_generator, corrupt, derive_rng, get_corruption_function, get_corruption_names,
-                   resolve_corruptions, resolve_profile)
+from ._api import (MIN_SIZE, as_generator, check_severities, corrupt, derive_rng, get_corruption_function,
+                   get_corruption_names, resolve_corruptions, resolve_profile)
 from ._compat import corruption_dict, corruption_tuple
 from ._frost import frost_dir, set_frost_dir
 from ._params import CORRUPTIONS, PARAMS, PROFILES, SUBSETS
@@ -19,9 +19,9 @@ from ._params import CORRUPTIONS, PARAMS, PROFILES, SUBSETS
 _BATCHED = ("RandomCorruption", "corrupt_batch")
 
 __all__ = [
-    "CORRUPTIONS", "MIN_SIZE", "PARAMS", "PROFILES", "SUBSETS", "as_generator", "corrupt", "corruption_dict",
-    "corruption_tuple", "derive_rng", "frost_dir", "get_corruption_function", "get_corruption_names",
-    "resolve_corruptions", "resolve_profile", "set_frost_dir", *_BATCHED, *CORRUPTIONS,
+    "CORRUPTIONS", "MIN_SIZE", "PARAMS", "PROFILES", "SUBSETS", "as_generator", "check_severities", "corrupt",
+    "corruption_dict", "corruption_tuple", "derive_rng", "frost_dir", "get_corruption_function",
+    "get_corruption_names", "resolve_corruptions", "resolve_profile", "set_frost_dir", *_BATCHED, *CORRUPTIONS,
 ]
 
 

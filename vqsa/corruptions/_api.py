@@ -105,6 +105,19 @@ def check_severity(severity: object) -> None:
         raise ValueError(f"severity must be in [1, 5], got {severity}")
 
 
+def check_severities(severities: int | Sequence[int]) -> tuple[int, ...]:
+    """Severities (an int is one) as a tuple in the given order, each checked by :func:`check_severity`; none or
+    duplicates are refused."""
+    sev = (severities,) if isinstance(severities, numbers.Integral) else tuple(severities)
+    if not sev:
+        raise ValueError("no severities requested")
+    for s in sev:
+        check_severity(s)
+    if len(set(sev)) != len(sev):
+        raise ValueError(f"duplicate severities in {list(sev)}")
+    return tuple(int(s) for s in sev)
+
+
 def derive_rng(seed: int, *key: object) -> np.random.Generator:
     """A generator that depends only on ``seed`` and ``key`` (stable across runs, processes and platforms).
 

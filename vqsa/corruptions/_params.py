@@ -56,6 +56,8 @@ SUBSETS: dict[str, tuple[str, ...]] = {
 """Named subsets, identical to ``imagecorruptions.get_corruption_names``."""
 
 PROFILES: tuple[str, ...] = ("imagenet", "cifar", "tinyimagenet")
+#: What a ``profile`` argument accepts: a table, or ``auto`` (chosen from the image size).
+PROFILE_CHOICES: tuple[str, ...] = ("auto", *PROFILES)
 REFERENCE_SIZE: dict[str, int] = {"imagenet": 224, "cifar": 32, "tinyimagenet": 64}
 """Image side the reference generator of each profile was written for."""
 FROST_SCALE: dict[str, float] = {"imagenet": 1.0, "cifar": 0.2, "tinyimagenet": 0.3}

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from vqsa import metrics
+from vqsa.corruptions import check_severities
 from vqsa.corruptions import resolve_corruptions as _resolve_corruption_names
 from vqsa.corruptions.writers import MANIFEST_NAME, read_manifest
 from vqsa.data.cifar import CIFAR10_CLASSES, ArrayDataset, find_cifar10, load_cifar10
@@ -72,11 +73,8 @@ def resolve_corruptions(spec: str | Sequence[str] | None, default: Sequence[str]
 
 
 def resolve_severities(severities: int | Sequence[int]) -> list[int]:
-    """Sorted unique severities, each in 1..5."""
-    sevs = [severities] if isinstance(severities, int) else list(severities)
-    if not sevs or any(not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= 5 for s in sevs):
-        raise ValueError(f"severities must be integers in 1..5, got {severities!r}")
-    return sorted(set(sevs))
+    """Sorted severities, checked by :func:`vqsa.corruptions.check_severities`."""
+    return sorted(check_severities(severities))
 
 
 def _find_dir(root: Path, names: Sequence[str], ok) -> Path | None:

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from vqsa.corruptions._params import PROFILE_CHOICES
+
 
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that also reads ``1e-4`` / ``5E+3`` / ``.5e-3`` as floats (YAML 1.2's float syntax)."""
@@ -176,8 +178,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "corruption.mode": ("stratified", "uniform"),
     "corruption.corrupt_on": ("auto", "cpu", "device"),
     "corruption.augment": ("none", "augmix"),
-    "corruption.profile": ("auto", "imagenet", "cifar", "tinyimagenet"),
-    "eval.profile": ("auto", "imagenet", "cifar", "tinyimagenet"),
+    "corruption.profile": PROFILE_CHOICES,
+    "eval.profile": PROFILE_CHOICES,
     "optim.name": ("adam", "adamw", "sgd"),
     "optim.scheduler": ("cosine", "linear", "constant"),
 }

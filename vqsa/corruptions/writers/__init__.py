@@ -10,6 +10,7 @@ with different settings into the same destination is refused instead of mixing t
 One job per module: ``validate`` (arguments), ``images`` (decode, preprocess, encode, list), ``manifest``,
 ``pool`` (worker processes), ``folder`` and ``arrays`` (the two writers), ``summary``.
 """
+from vqsa.corruptions._api import check_severities
 from vqsa.utils.io import BadImageError
 
 from .arrays import corrupt_arrays
@@ -17,7 +18,7 @@ from .folder import corrupt_folder
 from .images import IMAGE_EXTENSIONS, encode_image, imagenet_c_preprocess, list_images, load_rgb, output_relpath
 from .manifest import MANIFEST_NAME, read_manifest
 from .summary import WriteSummary
-from .validate import PROFILES, SEVERITIES, check_profile, check_seed, check_severities, requested_corruptions
+from .validate import PROFILES, SEVERITIES, check_profile, check_seed, requested_corruptions
 
 __all__ = [
     "IMAGE_EXTENSIONS", "MANIFEST_NAME", "PROFILES", "SEVERITIES", "BadImageError", "WriteSummary", "check_profile",

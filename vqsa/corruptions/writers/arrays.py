@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from vqsa.corruptions._api import derive_rng
+from vqsa.corruptions._api import check_severities, derive_rng
 from vqsa.utils.io import (
     atomic_open,
 )
@@ -19,7 +19,7 @@ from vqsa.utils.lock import folder_lock
 from .manifest import claim_destination, remove_stale_temporaries
 from .pool import progress_bar, run_tasks
 from .summary import WriteSummary
-from .validate import SEVERITIES, check_profile, check_seed, check_severities, requested_corruptions
+from .validate import SEVERITIES, check_profile, check_seed, requested_corruptions
 
 
 def _corrupt_chunk(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from vqsa.corruptions._api import derive_rng
+from vqsa.corruptions._api import check_severities, derive_rng
 from vqsa.utils.io import (
     BadImageError,
     atomic_write_bytes,
@@ -23,7 +23,6 @@ from .validate import (
     check_profile,
     check_quality,
     check_seed,
-    check_severities,
     check_size,
     requested_corruptions,
 )

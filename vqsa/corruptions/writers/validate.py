@@ -7,8 +7,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from vqsa.corruptions._api import resolve_corruptions
+from vqsa.corruptions._params import PROFILE_CHOICES
 
-PROFILES = ("auto", "imagenet", "cifar", "tinyimagenet")
+PROFILES = PROFILE_CHOICES  # what the writers accept: a table or auto
 
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -20,21 +21,6 @@ def requested_corruptions(spec: str | Sequence[str]) -> tuple[str, ...]:
     if not names:
         raise ValueError("no corruptions requested")
     return names
-
-
-def check_severities(severities: Sequence[int]) -> tuple[int, ...]:
-    """Validate severities (integers in 1..5, no duplicates); returns them as a tuple in the given order."""
-    sev = tuple(severities)
-    if not sev:
-        raise ValueError("no severities requested")
-    for s in sev:
-        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
-            raise TypeError(f"severity must be an integer in 1..5, got {s!r}")
-        if not 1 <= s <= 5:
-            raise ValueError(f"severity must be in 1..5, got {s}")
-    if len(set(sev)) != len(sev):
-        raise ValueError(f"duplicate severities in {list(sev)}")
-    return tuple(int(s) for s in sev)
 
 
 def check_profile(profile: str) -> str:
