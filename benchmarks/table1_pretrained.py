@@ -59,8 +59,8 @@ ABLATION: dict[str, tuple[dict[str, Any], str]] = {
     # Pairs: each step holds 128 images clean and corrupted, over one epoch: the same steps and images per step.
     "sa_pairs": ({**CONCAT_SA, "corruption.pairs": True, "batch_size": 128, "epochs_scale": 0.5},
                  "concat + SA, clean/corrupted pairs"),
-    "finetune_2x": ({"model.vq": False, "epochs_scale": 2}, "fine-tune, twice the epochs"),
-    "sa_2x": ({**CONCAT_SA, "epochs_scale": 2}, "concat + SA, twice the epochs"),
+    "finetune_2x": ({"model.vq": False, "epochs_scale": 2}, "fine-tune (no codebook), 2 x epochs"),
+    "sa_2x": ({**CONCAT_SA, "epochs_scale": 2}, "concat + SA, paper codebook, 2 x epochs"),
 }
 ROWS.update(ABLATION)
 # Table 5's protocol: no ImageNet-C corruption in training, only the baseline's own augmentation (every evaluated
@@ -196,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             "hardware": t1.hardware(), "started": started.isoformat(timespec="seconds"),
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": time.perf_counter() - t0, "agreement_severity": args.agreement_severity,
-            "scale": f"full training set, {args.epochs} fine-tuning epochs from the shipped backbone, "
+            "scale": f"full training set, {args.epochs} fine-tuning epochs from the shipped backbone (rows marked "
+                     "2 x train twice as long; the pairs row half as long, with twice the images per step), "
                      + (f"{args.test_subset} test images" if args.test_subset else "all 10,000 test images")
                      + " x 19 corruptions x 5 severities"}
     atomic_write_json(out / "table1.json", {"meta": meta, "table": table, "runs": results})
