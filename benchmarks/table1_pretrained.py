@@ -181,6 +181,38 @@ def run_one(args: argparse.Namespace, row: str, seed: int, runs_dir: Path) -> di
     return result
 
 
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    """The per-epoch records of a run (training loss and accuracy, clean test accuracy)."""
+    keep = ("epoch", "train_loss", "train_acc", "val_acc", "lr")
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: r[k] for k in keep if k in r} for r in map(json.loads, filter(None, lines))]
+
+
+def plot_curves(curves: dict[str, list[list[dict[str, Any]]]], path: Path) -> None:
+    """Clean test accuracy and training loss per epoch, each row's mean over its seeds."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from vqsa.utils.io import atomic_save_figure
+
+    fig = Figure(figsize=(9, 3.4))
+    ax_acc, ax_loss = fig.subplots(1, 2)
+    for row, runs in curves.items():
+        n = min(len(h) for h in runs)
+        epochs = [runs[0][i]["epoch"] for i in range(n)]
+        label = f"{ROWS[row][1]} ({len(runs)} seed{'s' if len(runs) > 1 else ''})"
+        ax_acc.plot(epochs, [100 * np.mean([h[i]["val_acc"] for h in runs]) for i in range(n)], marker="o",
+                    label=label)
+        ax_loss.plot(epochs, [np.mean([h[i]["train_loss"] for h in runs]) for i in range(n)], marker="o", label=label)
+    ax_acc.set(xlabel="epoch", ylabel="clean test accuracy (%, 10,000 images)")
+    ax_loss.set(xlabel="epoch", ylabel="training loss (CE + codebook terms)")
+    for ax in (ax_acc, ax_loss):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=110)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # vqsa.train's progress lines
@@ -203,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_json(out / "table1.json", {"meta": meta, "table": table, "runs": results})
     atomic_write_text(out / "table1.md", t1.markdown(table, meta))
     t1.plot(table, out / "table1.png", f"Table 1, pretrained setting: mean +- std over seeds {args.seeds}")
+    curves = {row: [_history(runs_dir / f"{row}_seed{seed}") for seed in args.seeds] for row in args.rows}
+    atomic_write_json(out / "curves.json", curves)
+    plot_curves(curves, out / "curves.png")
     print(t1.markdown(table, meta))
     print(f"wrote {out / 'table1.md'}", file=sys.stderr)
     return 0
