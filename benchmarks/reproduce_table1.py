@@ -298,6 +298,8 @@ def markdown(table: dict[str, Any], meta: dict[str, Any]) -> str:
              f"Command: `{meta['command']}`  ", f"Hardware: {meta['hardware']}  ",
              f"Wall time: {meta['wall_time_s'] / 60:.1f} min for the runs done in this invocation; "
              f"started {meta['started']}, finished {meta['finished']}  ",
+             *([f"Compute of all the runs in the table: {meta['compute_s'] / 60:.1f} min (training and evaluation, "
+                "summed over runs, whenever they ran)  "] if meta.get("compute_s") else []),
              f"Scale: {meta['scale']}", "",
              "Mean +- sample std over the n seeds. Errors and accuracies in %, on the test subset, in the paper's "
              "Table 1 units (accuracy on clean images, error on the known corruptions); "

@@ -228,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             "hardware": t1.hardware(), "started": started.isoformat(timespec="seconds"),
             "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": time.perf_counter() - t0, "agreement_severity": args.agreement_severity,
+            "compute_s": sum((r.get("train_time_s") or 0) + (r.get("eval_s") or 0) for r in results),
             "scale": f"full training set, {args.epochs} fine-tuning epochs from the shipped backbone (rows marked "
                      "2 x train twice as long; the pairs row half as long, with twice the images per step), "
                      + (f"{args.test_subset} test images" if args.test_subset else "all 10,000 test images")
